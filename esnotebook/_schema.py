@@ -1,0 +1,169 @@
+"""Payload typing: which column type each payload field is stored as.
+
+Every event type has a schema, ``{field: polars dtype}``, grown as events arrive. A field
+may start as ``Null`` (only ``None`` seen so far) and later gain a type; an ``Int64``
+value may go into a ``Float64`` field; any other change of a field's type is refused,
+because the stored column would no longer hold what older events meant.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import polars as pl
+
+from .errors import EventDataError
+from .events import RESERVED_FIELDS
+
+Schema = dict[str, pl.DataType]
+
+UTC_DATETIME = pl.Datetime("us", "UTC")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+_SUPPORTED = "str, int, float, bool, None, timezone-aware datetime, list or dict"
+
+# Python types that can be stored without any conversion when the field's dtype matches.
+# datetime is absent on purpose: it must be checked for a time zone and turned into UTC.
+_EXACT: dict[pl.DataType, type] = {
+    pl.String(): str,
+    pl.Int64(): int,
+    pl.Float64(): float,
+    pl.Boolean(): bool,
+}
+
+
+def exact_types(schema: Schema) -> dict[str, type]:
+    """The fast-path table for :func:`check_event`: field -> Python type stored as-is."""
+    return {name: _EXACT[dt] for name, dt in schema.items() if dt in _EXACT}
+
+
+def infer(value: Any, where: str) -> pl.DataType:
+    """The dtype a Python payload value is stored as, or :class:`EventDataError`."""
+    t = type(value)
+    if value is None:
+        return pl.Null()
+    if t is bool:
+        return pl.Boolean()
+    if t is int:
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise EventDataError(f"{where}: int {value} does not fit in 64 bits")
+        return pl.Int64()
+    if t is float:
+        return pl.Float64()
+    if t is str:
+        return pl.String()
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise EventDataError(
+                f"{where}: datetime must be timezone-aware (got naive {value.isoformat()}); "
+                "use datetime(..., tzinfo=timezone.utc)"
+            )
+        return UTC_DATETIME
+    if isinstance(value, (list, tuple)):
+        inner: pl.DataType = pl.Null()
+        for i, item in enumerate(value):
+            inner = unify(inner, infer(item, f"{where}[{i}]"), f"{where}[{i}]")
+        return pl.List(inner)
+    if isinstance(value, dict):
+        fields = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise EventDataError(f"{where}: dict keys must be str (got {key!r})")
+            fields[key] = infer(item, f"{where}.{key}")
+        return pl.Struct(fields)
+    raise EventDataError(
+        f"{where} has unsupported type {t.__name__} (value {value!r}); expected {_SUPPORTED}"
+    )
+
+
+def unify(a: pl.DataType, b: pl.DataType, where: str) -> pl.DataType:
+    """The one dtype that holds values of both ``a`` and ``b`` (within one append)."""
+    if a == b:
+        return a
+    if isinstance(a, pl.Null):
+        return b
+    if isinstance(b, pl.Null):
+        return a
+    if {type(a), type(b)} == {pl.Int64, pl.Float64}:
+        return pl.Float64()
+    if isinstance(a, pl.List) and isinstance(b, pl.List):
+        return pl.List(unify(a.inner, b.inner, f"{where}[]"))
+    if isinstance(a, pl.Struct) and isinstance(b, pl.Struct):
+        fields = {f.name: f.dtype for f in a.fields}
+        for f in b.fields:
+            fields[f.name] = unify(fields[f.name], f.dtype, f"{where}.{f.name}") if f.name in fields else f.dtype
+        return pl.Struct(fields)
+    raise EventDataError(f"{where} holds values of two types in one append: {a} and {b}")
+
+
+def extend(stored: pl.DataType, incoming: pl.DataType, where: str) -> pl.DataType:
+    """The stored dtype after accepting ``incoming``; refuses a change of type."""
+    if stored == incoming or isinstance(incoming, pl.Null):
+        return stored
+    if isinstance(stored, pl.Null):
+        return incoming
+    if isinstance(stored, pl.Float64) and isinstance(incoming, pl.Int64):
+        return stored
+    if isinstance(stored, pl.List) and isinstance(incoming, pl.List):
+        return pl.List(extend(stored.inner, incoming.inner, f"{where}[]"))
+    if isinstance(stored, pl.Struct) and isinstance(incoming, pl.Struct):
+        fields = {f.name: f.dtype for f in stored.fields}
+        for f in incoming.fields:
+            fields[f.name] = (
+                extend(fields[f.name], f.dtype, f"{where}.{f.name}") if f.name in fields else f.dtype
+            )
+        return pl.Struct(fields)
+    raise EventDataError(
+        f"{where} is stored as {stored} but the new value is {incoming}; changing a field's "
+        "type is refused (nothing was written) - add a new field or a new event type instead"
+    )
+
+
+def normalize(value: Any, dtype: pl.DataType) -> Any:
+    """``value`` as it reads back from a ``dtype`` column (int -> float, datetime -> UTC)."""
+    if value is None:
+        return None
+    if isinstance(dtype, pl.Float64):
+        return float(value)
+    if isinstance(dtype, pl.Datetime):
+        return value.astimezone(timezone.utc)
+    if isinstance(dtype, pl.List):
+        return [normalize(v, dtype.inner) for v in value]
+    if isinstance(dtype, pl.Struct):
+        return {f.name: normalize(value.get(f.name), f.dtype) for f in dtype.fields}
+    return value
+
+
+def check_field_name(name: object, event_type: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise EventDataError(f"{event_type}: payload field names must be non-empty str (got {name!r})")
+    if name in RESERVED_FIELDS:
+        raise EventDataError(
+            f"{event_type}: payload field {name!r} is reserved for the event frame; "
+            f"rename it (reserved: {', '.join(sorted(RESERVED_FIELDS))})"
+        )
+
+
+def frame_dtype(dtype: pl.DataType, where: str) -> pl.DataType:
+    """The stored dtype for a column of an incoming frame, or :class:`EventDataError`."""
+    if isinstance(dtype, (pl.String, pl.Categorical, pl.Enum)):
+        return pl.String()
+    if dtype.is_integer():
+        return pl.Int64()
+    if dtype.is_float():
+        return pl.Float64()
+    if isinstance(dtype, (pl.Boolean, pl.Null)):
+        return dtype
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            raise EventDataError(
+                f"{where}: datetime column must be timezone-aware (got {dtype}); use "
+                ".dt.replace_time_zone('UTC')"
+            )
+        return UTC_DATETIME
+    if isinstance(dtype, (pl.List, pl.Array)):
+        return pl.List(frame_dtype(dtype.inner, f"{where}[]"))
+    if isinstance(dtype, pl.Struct):
+        return pl.Struct({f.name: frame_dtype(f.dtype, f"{where}.{f.name}") for f in dtype.fields})
+    raise EventDataError(f"{where}: column type {dtype} is not supported; expected {_SUPPORTED}")

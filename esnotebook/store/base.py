@@ -1,0 +1,688 @@
+"""The :class:`EventStore` protocol and the logic every backend shares.
+
+A backend stores *commits*: each ``append`` or ``append_frame`` call is one commit, all of
+its events or none. The shared base checks input, assigns positions and versions, grows the
+payload schemas and turns stored type frames back into the canonical event frame; a backend
+only persists commits and hands back type frames.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+import polars as pl
+
+from .. import _schema
+from .._schema import Schema
+from ..errors import ConcurrencyError, EventDataError
+from ..events import CANONICAL_COLUMNS, NewEvent, RecordedEvent, check_event_type, new_ids
+from ._frames import (
+    HEADER,
+    canonical_columns,
+    empty_frame,
+    events_from_frame,
+    metadata_json,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["EventStore"]
+
+Clock = Callable[[], datetime]
+
+#: Events materialised per chunk when ``read_all`` walks a frame-backed store.
+READ_CHUNK = 50_000
+
+_UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """What every event store offers. See :class:`InMemoryEventStore` for the semantics."""
+
+    def append(
+        self, stream_id: str, events: Iterable[NewEvent], *, expected_version: int | None = None
+    ) -> list[RecordedEvent]: ...
+
+    def append_frame(self, frame: pl.DataFrame) -> range: ...
+
+    def read_stream(
+        self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
+    ) -> list[RecordedEvent]: ...
+
+    def read_all(
+        self,
+        *,
+        from_position: int = 0,
+        to_position: int | None = None,
+        event_types: Sequence[str] | None = None,
+    ) -> Iterator[RecordedEvent]: ...
+
+    def stream_version(self, stream_id: str) -> int: ...
+
+    def streams(self) -> list[str]: ...
+
+    @property
+    def head_position(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def scan(
+        self,
+        *,
+        event_types: Sequence[str] | None = None,
+        from_position: int = 0,
+        to_position: int | None = None,
+        with_metadata: bool = False,
+    ) -> pl.LazyFrame: ...
+
+    def to_polars(self, **kwargs: Any) -> pl.DataFrame: ...
+
+    def to_pandas(self, **kwargs: Any) -> pd.DataFrame: ...
+
+
+def _check_stream_id(stream_id: object) -> str:
+    if not isinstance(stream_id, str) or not stream_id:
+        raise EventDataError(f"stream_id must be a non-empty str (got {stream_id!r})")
+    return stream_id
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum} (got {value!r})")
+    return int(value)
+
+
+class StoreBase:
+    """Shared implementation of :class:`EventStore`; backends fill in the ``_``-hooks."""
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or utc_now
+        self._schemas: dict[str, Schema] = {}
+        self._exact: dict[str, dict[str, type]] = {}
+        self._head = 0
+        self._versions: dict[str, int] | None = None
+        self._mutex = threading.RLock()
+
+    # ------------------------------------------------------------------ backend hooks
+    def _writing(self) -> AbstractContextManager[None]:
+        """Held around every write: the backend's own lock, with its view up to date."""
+        raise NotImplementedError
+
+    def _refresh(self) -> None:
+        """Pick up commits made elsewhere (other processes) before a read."""
+
+    def _load_versions(self) -> dict[str, int]:
+        """Stream -> current version, in order of stream creation."""
+        frame = (
+            self._union(self.event_types(), ["stream_id", "version", "position"])
+            .group_by("stream_id")
+            .agg(pl.col("version").max(), pl.col("position").min())
+            .sort("position")
+            .collect()
+        )
+        return dict(zip(frame["stream_id"].to_list(), frame["version"].to_list()))
+
+    def _commit_events(self, events: list[RecordedEvent], schemas: dict[str, Schema]) -> None:
+        raise NotImplementedError
+
+    def _commit_frames(
+        self, frames: dict[str, pl.DataFrame], first: int, last: int, schemas: dict[str, Schema]
+    ) -> None:
+        raise NotImplementedError
+
+    def _type_frame(self, event_type: str) -> pl.LazyFrame | None:
+        """All events of one type as a type frame (header + its fields), in position order."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ state
+    @property
+    def head_position(self) -> int:
+        """The position of the last event (0 for an empty store)."""
+        self._refresh()
+        return self._head
+
+    def __len__(self) -> int:
+        return self.head_position
+
+    def event_types(self) -> list[str]:
+        """The event types stored so far, sorted by name."""
+        self._refresh()
+        return sorted(self._schemas)
+
+    def schema(self, event_type: str) -> dict[str, pl.DataType]:
+        """The payload fields of ``event_type`` and the column type each is stored as."""
+        self._refresh()
+        try:
+            return dict(self._schemas[event_type])
+        except KeyError:
+            raise KeyError(
+                f"no events of type {event_type!r} stored (types: {', '.join(sorted(self._schemas)) or 'none'})"
+            ) from None
+
+    def _version_index(self) -> dict[str, int]:
+        if self._versions is None:
+            self._versions = self._load_versions()
+        return self._versions
+
+    def stream_version(self, stream_id: str) -> int:
+        """The current version of a stream: 0 if it has no events."""
+        self._refresh()
+        with self._mutex:
+            return self._version_index().get(stream_id, 0)
+
+    def streams(self) -> list[str]:
+        """Every stream id, in the order the streams were created."""
+        self._refresh()
+        with self._mutex:
+            return list(self._version_index())
+
+    # ------------------------------------------------------------------ append
+    def append(
+        self, stream_id: str, events: Iterable[NewEvent], *, expected_version: int | None = None
+    ) -> list[RecordedEvent]:
+        """Append ``events`` to a stream, atomically: all of them or none.
+
+        Parameters
+        ----------
+        stream_id
+            The stream (usually one aggregate instance), e.g. ``"order-42"``.
+        events
+            :class:`NewEvent` objects, in order.
+        expected_version
+            ``None`` appends whatever the stream's version; ``0`` requires that the stream
+            does not exist yet; ``n`` requires that it is at version ``n``. A mismatch raises
+            :class:`ConcurrencyError` and writes nothing.
+
+        Returns
+        -------
+        list[RecordedEvent]
+            The events as stored, with positions and versions.
+
+        Examples
+        --------
+        >>> import esnotebook as es
+        >>> store = es.InMemoryEventStore()
+        >>> [e.version for e in store.append("order-1", [es.NewEvent("OrderPlaced", {"customer": "c-1"})])]
+        [1]
+        """
+        _check_stream_id(stream_id)
+        if expected_version is not None:
+            _check_int("expected_version", expected_version, 0)
+        batch = list(events)
+        for i, e in enumerate(batch):
+            if not isinstance(e, NewEvent):
+                raise EventDataError(
+                    f"events[{i}] must be an esnotebook.NewEvent (got {type(e).__name__})"
+                )
+        with self._writing():
+            versions = self._version_index()
+            current = versions.get(stream_id, 0)
+            if expected_version is not None and expected_version != current:
+                raise ConcurrencyError(stream_id, expected_version, current)
+            if not batch:
+                return []
+            datas, schemas = self._plan_payloads(batch)
+            metas = [_checked_metadata(e, i) for i, e in enumerate(batch)]
+            now = self._clock()
+            head = self._head
+            recorded = [
+                RecordedEvent(
+                    head + i, stream_id, current + i, e.type, e.event_id, now,
+                    e.correlation_id, e.causation_id, d, m,
+                )  # fmt: skip
+                for i, (e, d, m) in enumerate(zip(batch, datas, metas), start=1)
+            ]
+            self._commit_events(recorded, schemas)
+            self._accept_schemas(schemas)
+            self._head = head + len(recorded)
+            versions[stream_id] = current + len(recorded)
+            return recorded
+
+    def _plan_payloads(
+        self, batch: Sequence[NewEvent]
+    ) -> tuple[list[dict[str, Any]], dict[str, Schema]]:
+        """Check payloads against the stored schemas; return normalised data and new schemas.
+
+        The fast path keeps a payload whose every field already has exactly its stored
+        Python type. Everything else takes the slow path: types are inferred, unified across
+        the batch, checked against what is stored, and values normalised.
+        """
+        datas: list[dict[str, Any] | None] = []
+        slow: dict[str, list[int]] = {}
+        for i, e in enumerate(batch):
+            exact = self._exact.get(e.type)
+            d = e.data
+            if exact is not None and len(d) == len(exact) and len(exact) == len(self._schemas[e.type]):
+                for k, v in d.items():
+                    if exact.get(k) is not type(v):
+                        break
+                else:
+                    datas.append(dict(d))
+                    continue
+            datas.append(None)
+            slow.setdefault(e.type, []).append(i)
+        if not slow:
+            return datas, {}  # type: ignore[return-value]
+
+        changed: dict[str, Schema] = {}
+        for event_type, indices in slow.items():
+            stored = self._schemas.get(event_type, {})
+            seen: Schema = {}
+            for i in indices:
+                where = f"events[{i}] ({event_type})"
+                for k, v in batch[i].data.items():
+                    if k not in seen:
+                        _schema.check_field_name(k, event_type)
+                    dt = _schema.infer(v, f"{where} field {k!r}")
+                    seen[k] = _schema.unify(seen[k], dt, f"{where} field {k!r}") if k in seen else dt
+            schema = dict(stored)
+            for k, dt in seen.items():
+                schema[k] = _schema.extend(stored[k], dt, f"{event_type} field {k!r}") if k in stored else dt
+            if schema != stored or event_type not in self._schemas:
+                changed[event_type] = schema
+            for i in indices:
+                data = batch[i].data
+                datas[i] = {f: _schema.normalize(data.get(f), dt) for f, dt in schema.items()}
+        if changed:
+            # Payloads that took the fast path lack the fields this batch added.
+            for i, e in enumerate(batch):
+                schema = changed.get(e.type)
+                d = datas[i]
+                if schema is not None and len(d) != len(schema):  # type: ignore[arg-type]
+                    datas[i] = {f: d.get(f) for f in schema}  # type: ignore[union-attr]
+        return datas, changed  # type: ignore[return-value]
+
+    def _accept_schemas(self, schemas: dict[str, Schema]) -> None:
+        for event_type, schema in schemas.items():
+            self._schemas[event_type] = schema
+            self._exact[event_type] = _schema.exact_types(schema)
+
+    def append_frame(self, frame: pl.DataFrame | pd.DataFrame) -> range:
+        """Append a dataframe of events in one atomic commit; return the positions given.
+
+        Columns: ``stream_id`` and ``event_type`` (required); optionally ``version``
+        (checked: each stream must continue from its stored version without gaps),
+        ``recorded_at`` (timezone-aware; default now), ``event_id`` (UUID strings; default
+        new ones), ``correlation_id`` (default the event id), ``causation_id``,
+        ``metadata`` (JSON text) and ``position`` (checked: must continue from the head).
+        Every other column is a payload field; an event carries the fields that are not
+        null in its row. Rows are appended in frame order.
+
+        Examples
+        --------
+        >>> import esnotebook as es, polars as pl
+        >>> store = es.InMemoryEventStore()
+        >>> store.append_frame(pl.DataFrame({
+        ...     "stream_id": ["order-1", "order-1"],
+        ...     "event_type": ["OrderPlaced", "ItemAdded"],
+        ...     "customer": ["c-1", None],
+        ...     "sku": [None, "sku-9"],
+        ... }))
+        range(1, 3)
+        """
+        frame = _as_polars(frame)
+        prepared = _prepare_frame(frame)
+        n = prepared.height
+        with self._writing():
+            head = self._head
+            if n == 0:
+                return range(head + 1, head + 1)
+            if "position" in prepared.columns:
+                _check_positions(prepared, head)
+                prepared = prepared.drop("position")
+            versions = self._version_index()
+            prepared = _assign_versions(prepared, versions)
+            now = self._clock()
+            prepared = _fill_header(prepared, head, now)
+            frames, schemas = self._split_by_type(prepared)
+            self._commit_frames(frames, head + 1, head + n, schemas)
+            self._accept_schemas(schemas)
+            self._head = head + n
+            last = prepared.group_by("stream_id", maintain_order=True).agg(pl.col("version").last())
+            versions.update(zip(last["stream_id"].to_list(), last["version"].to_list()))
+            return range(head + 1, head + n + 1)
+
+    def _split_by_type(
+        self, frame: pl.DataFrame
+    ) -> tuple[dict[str, pl.DataFrame], dict[str, Schema]]:
+        payload = [c for c in frame.columns if c not in HEADER]
+        frames: dict[str, pl.DataFrame] = {}
+        changed: dict[str, Schema] = {}
+        parts = frame.partition_by("event_type", as_dict=True, maintain_order=True)
+        for (event_type,), part in parts.items():
+            check_event_type(event_type)
+            present = part.select(pl.col(payload).is_not_null().any()).row(0) if payload else ()
+            fields = [c for c, has in zip(payload, present) if has]
+            stored = self._schemas.get(event_type, {})
+            schema = dict(stored)
+            for f in fields:
+                _schema.check_field_name(f, event_type)
+                dt = _schema.frame_dtype(part.schema[f], f"column {f!r}")
+                schema[f] = _schema.extend(stored[f], dt, f"{event_type} field {f!r}") if f in stored else dt
+            if schema != stored or event_type not in self._schemas:
+                changed[event_type] = schema
+            frames[event_type] = part.select(
+                *HEADER,
+                *(_cast_field(f, dt) if f in fields else pl.lit(None, dt).alias(f) for f, dt in schema.items()),
+            )
+        return frames, changed
+
+    # ------------------------------------------------------------------ read
+    def read_stream(
+        self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
+    ) -> list[RecordedEvent]:
+        """The events of one stream with ``from_version <= version <= to_version``."""
+        _check_stream_id(stream_id)
+        _check_int("from_version", from_version, 1)
+        if to_version is not None:
+            _check_int("to_version", to_version, 0)
+        self._refresh()
+        pred = (pl.col("stream_id") == stream_id) & (pl.col("version") >= from_version)
+        if to_version is not None:
+            pred &= pl.col("version") <= to_version
+        events = self._events_where(self.event_types(), pred)
+        events.sort(key=lambda e: e.version)
+        return events
+
+    def read_all(
+        self,
+        *,
+        from_position: int = 0,
+        to_position: int | None = None,
+        event_types: Sequence[str] | None = None,
+    ) -> Iterator[RecordedEvent]:
+        """Events with ``from_position < position <= to_position``, in position order.
+
+        An iterator: it reads in chunks, so walking a large store does not hold it all.
+        """
+        _check_int("from_position", from_position, 0)
+        if to_position is not None:
+            _check_int("to_position", to_position, 0)
+        self._refresh()
+        types = self._types(event_types)
+        end = self._head if to_position is None else min(to_position, self._head)
+        return self._iter_frames(types, from_position, end)
+
+    def _iter_frames(self, types: list[str], start: int, end: int) -> Iterator[RecordedEvent]:
+        lo = start
+        while lo < end:
+            hi = min(lo + READ_CHUNK, end)
+            pred = (pl.col("position") > lo) & (pl.col("position") <= hi)
+            chunk = self._events_where(types, pred)
+            chunk.sort(key=lambda e: e.position)
+            yield from chunk
+            lo = hi
+
+    def _events_where(self, types: Sequence[str], predicate: pl.Expr) -> list[RecordedEvent]:
+        events: list[RecordedEvent] = []
+        frames = []
+        for t in types:
+            lf = self._type_frame(t)
+            if lf is not None:
+                frames.append((t, lf.filter(predicate)))
+        collected = pl.collect_all([lf for _, lf in frames]) if frames else []
+        for (t, _), df in zip(frames, collected):
+            if df.height:
+                events.extend(events_from_frame(df, list(self._schemas[t])))
+        return events
+
+    def _types(self, event_types: Sequence[str] | str | None) -> list[str]:
+        if event_types is None:
+            return sorted(self._schemas)
+        if isinstance(event_types, str):
+            event_types = [event_types]
+        return [t for t in dict.fromkeys(event_types) if t in self._schemas]
+
+    def _union(self, types: Sequence[str], columns: Sequence[str] | None = None) -> pl.LazyFrame:
+        """The type frames of ``types`` stacked (not sorted), optionally narrowed to ``columns``."""
+        frames = []
+        for t in types:
+            lf = self._type_frame(t)
+            if lf is not None:
+                frames.append(lf.select(columns) if columns is not None else lf)
+        if not frames:
+            return empty_frame(with_metadata=True).lazy().select(columns or HEADER)
+        return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+    def scan(
+        self,
+        *,
+        event_types: Sequence[str] | None = None,
+        from_position: int = 0,
+        to_position: int | None = None,
+        with_metadata: bool = False,
+    ) -> pl.LazyFrame:
+        """The canonical event frame as a polars LazyFrame, in position order.
+
+        Columns: ``position, stream_id, version, event_type, event_id, recorded_at,
+        correlation_id, causation_id``, then (with ``with_metadata=True``) ``metadata`` as
+        JSON text, then the payload fields of the selected event types, each a typed column,
+        null where an event type lacks the field.
+
+        Parameters
+        ----------
+        event_types
+            Only these event types (default: all).
+        from_position, to_position
+            Only events with ``from_position < position <= to_position``.
+
+        Examples
+        --------
+        >>> import esnotebook as es
+        >>> store = es.InMemoryEventStore()
+        >>> _ = store.append("order-1", [es.NewEvent("OrderPlaced", {"customer": "c-1"})])
+        >>> store.scan().select("position", "event_type", "customer").collect().row(0)
+        (1, 'OrderPlaced', 'c-1')
+        """
+        _check_int("from_position", from_position, 0)
+        if to_position is not None:
+            _check_int("to_position", to_position, 0)
+        self._refresh()
+        types = self._types(event_types)
+        columns = canonical_columns(self._schemas, types)
+        if with_metadata:
+            columns.insert(len(CANONICAL_COLUMNS), "metadata")
+        frames = [lf for lf in (self._type_frame(t) for t in types) if lf is not None]
+        if not frames:
+            return empty_frame(with_metadata).lazy()
+        if from_position or to_position is not None:
+            pred = pl.col("position") > from_position
+            if to_position is not None:
+                pred &= pl.col("position") <= to_position
+            frames = [lf.filter(pred) for lf in frames]
+        if len(frames) == 1:
+            lf = frames[0]
+        else:
+            lf = pl.concat(frames, how="diagonal_relaxed").sort("position")
+        return lf.select(columns)
+
+    def to_polars(self, **kwargs: Any) -> pl.DataFrame:
+        """:meth:`scan`, collected. Takes the same keyword arguments."""
+        return self.scan(**kwargs).collect()
+
+    def to_pandas(self, **kwargs: Any) -> pd.DataFrame:
+        """:meth:`scan`, collected and converted to pandas through Arrow."""
+        return self.to_polars(**kwargs).to_pandas()
+
+    # ------------------------------------------------------------------ display
+    def _summary(self) -> dict[str, Any]:
+        return {
+            "events": self.head_position,
+            "streams": len(self.streams()),
+            "event types": ", ".join(self.event_types()) or "none",
+        }
+
+    def __repr__(self) -> str:
+        s = self._summary()
+        return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in s.items())})"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
+            f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+            for k, v in self._summary().items()
+        )
+        return f"<b>{html.escape(type(self).__name__)}</b><table>{rows}</table>"
+
+
+# ---------------------------------------------------------------------- helpers
+def _checked_metadata(e: NewEvent, i: int) -> dict[str, Any]:
+    if not e.metadata:
+        return {}
+    try:
+        json.dumps(e.metadata)
+    except (TypeError, ValueError) as exc:
+        raise EventDataError(
+            f"events[{i}] ({e.type}): metadata must be JSON-serialisable ({exc})"
+        ) from None
+    return dict(e.metadata)
+
+
+def _cast_field(name: str, dtype: pl.DataType) -> pl.Expr:
+    col = pl.col(name)
+    if isinstance(dtype, pl.Datetime):
+        col = col.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    return col.cast(dtype)
+
+
+def _as_polars(frame: Any) -> pl.DataFrame:
+    if isinstance(frame, pl.LazyFrame):
+        return frame.collect()
+    if isinstance(frame, pl.DataFrame):
+        return frame
+    if type(frame).__module__.startswith("pandas"):
+        return pl.from_pandas(frame)
+    raise EventDataError(
+        f"append_frame needs a polars or pandas DataFrame (got {type(frame).__name__})"
+    )
+
+
+_OPTIONAL = {"version", "recorded_at", "event_id", "correlation_id", "causation_id", "metadata", "position"}
+
+
+def _prepare_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """Check the header columns of an incoming frame and bring them to their stored types."""
+    for required in ("stream_id", "event_type"):
+        if required not in frame.columns:
+            raise EventDataError(
+                f"append_frame: column {required!r} is missing (columns: {', '.join(frame.columns)})"
+            )
+    exprs: list[pl.Expr] = []
+    for name in ("stream_id", "event_type", "event_id", "correlation_id", "causation_id", "metadata"):
+        if name in frame.columns:
+            dt = frame.schema[name]
+            if not isinstance(dt, (pl.String, pl.Categorical, pl.Enum, pl.Null)):
+                raise EventDataError(f"append_frame: column {name!r} must hold strings (got {dt})")
+            exprs.append(pl.col(name).cast(pl.String))
+    for name in ("version", "position"):
+        if name in frame.columns:
+            if not frame.schema[name].is_integer():
+                raise EventDataError(
+                    f"append_frame: column {name!r} must hold integers (got {frame.schema[name]})"
+                )
+            exprs.append(pl.col(name).cast(pl.Int64))
+    if "recorded_at" in frame.columns:
+        dt = frame.schema["recorded_at"]
+        if not isinstance(dt, pl.Datetime) or dt.time_zone is None:
+            raise EventDataError(
+                "append_frame: column 'recorded_at' must be a timezone-aware datetime "
+                f"(got {dt}); use .dt.replace_time_zone('UTC')"
+            )
+        exprs.append(_cast_field("recorded_at", _schema.UTC_DATETIME))
+    frame = frame.with_columns(exprs)
+    for name in ("stream_id", "event_type", "version", "recorded_at", "event_id", "position"):
+        if name in frame.columns:
+            nulls = frame[name].null_count()
+            if nulls:
+                row = frame[name].is_null().arg_true()[0]
+                raise EventDataError(f"append_frame: column {name!r} has {nulls} nulls (first at row {row})")
+    empty = frame.select((pl.col("stream_id").str.len_bytes() == 0).arg_true().first()).item()
+    if empty is not None:
+        raise EventDataError(f"append_frame: row {empty}: stream_id must be a non-empty string")
+    if "event_id" in frame.columns and frame.height:
+        ids = pl.col("event_id").str.to_lowercase()
+        bad = frame.select((~ids.str.contains(_UUID_PATTERN)).arg_true().first()).item()
+        if bad is not None:
+            raise EventDataError(
+                f"append_frame: row {bad}: event_id must be a UUID string (got {frame['event_id'][bad]!r})"
+            )
+        frame = frame.with_columns(ids)
+    if "metadata" in frame.columns:
+        for i, text in enumerate(frame["metadata"].to_list()):
+            if text is not None:
+                try:
+                    if not isinstance(json.loads(text), dict):
+                        raise ValueError("not a JSON object")
+                except ValueError as exc:
+                    raise EventDataError(
+                        f"append_frame: row {i}: metadata must be a JSON object text ({exc})"
+                    ) from None
+    return frame
+
+
+def _check_positions(frame: pl.DataFrame, head: int) -> None:
+    expected = pl.int_range(head + 1, head + 1 + frame.height, dtype=pl.Int64)
+    bad = frame.select((pl.col("position") != expected).arg_true().first()).item()
+    if bad is not None:
+        raise EventDataError(
+            f"append_frame: row {bad}: position {frame['position'][bad]} does not continue the "
+            f"store (expected {head + 1 + bad}; the store's head is {head}); drop the 'position' "
+            "column to let the store assign positions"
+        )
+
+
+def _assign_versions(frame: pl.DataFrame, versions: dict[str, int]) -> pl.DataFrame:
+    streams = frame.get_column("stream_id").unique(maintain_order=True)
+    current = pl.DataFrame(
+        {"stream_id": streams, "_current": [versions.get(s, 0) for s in streams.to_list()]},
+        schema={"stream_id": pl.String, "_current": pl.Int64},
+    )
+    numbered = frame.join(current, on="stream_id", how="left", maintain_order="left").with_columns(
+        _expected=pl.col("_current") + pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("stream_id")
+    )
+    if "version" in frame.columns:
+        bad = numbered.select((pl.col("version") != pl.col("_expected")).arg_true().first()).item()
+        if bad is not None:
+            row = numbered.row(bad, named=True)
+            sid, given, want, cur = row["stream_id"], row["version"], row["_expected"], row["_current"]
+            if want == cur + 1:
+                raise ConcurrencyError(sid, given - 1, cur)
+            raise EventDataError(
+                f"append_frame: row {bad}: stream {sid!r} version {given} is not contiguous "
+                f"(expected {want}: versions of a stream must rise by 1 in frame order)"
+            )
+        return numbered.drop("_current", "_expected")
+    return numbered.drop("_current").rename({"_expected": "version"})
+
+
+def _fill_header(frame: pl.DataFrame, head: int, now: datetime) -> pl.DataFrame:
+    n = frame.height
+    cols: list[pl.Expr | pl.Series] = [
+        pl.int_range(head + 1, head + 1 + n, dtype=pl.Int64).alias("position")
+    ]
+    if "event_id" not in frame.columns:
+        cols.append(pl.Series("event_id", new_ids(n)).cast(pl.String))
+    if "recorded_at" not in frame.columns:
+        cols.append(pl.lit(now, _schema.UTC_DATETIME).alias("recorded_at"))
+    for name in ("causation_id", "metadata"):
+        if name not in frame.columns:
+            cols.append(pl.lit(None, pl.String).alias(name))
+    frame = frame.with_columns(cols)
+    if "correlation_id" in frame.columns:
+        frame = frame.with_columns(pl.coalesce("correlation_id", "event_id").alias("correlation_id"))
+    else:
+        frame = frame.with_columns(pl.col("event_id").alias("correlation_id"))
+    return frame

@@ -1,0 +1,194 @@
+"""The in-memory event store: the reference backend, and the fast one for teaching and tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+
+import polars as pl
+
+from .._schema import Schema
+from ..events import RecordedEvent
+from ._frames import events_from_frame, frame_from_events
+from .base import READ_CHUNK, Clock, StoreBase, _check_int, _check_stream_id
+
+__all__ = ["InMemoryEventStore"]
+
+#: Consecutive small commits are merged into one segment up to this many events, so that a
+#: store fed one command at a time does not end up as thousands of tiny frames.
+_MERGE_BELOW = 65_536
+
+
+@dataclass(slots=True)
+class _Segment:
+    """A run of consecutive positions, held as objects, as type frames, or both."""
+
+    first: int
+    last: int
+    events: list[RecordedEvent] | None = None
+    frames: dict[str, pl.DataFrame] | None = None
+    streams: set[str] = field(default_factory=set)
+
+
+class InMemoryEventStore(StoreBase):
+    """An event store held in memory.
+
+    Events appended one command at a time are kept as objects (fast to append and to read
+    back by stream); frames appended in bulk stay columnar. :meth:`scan` turns both into
+    typed frames lazily, so analysis over millions of events costs no Python loop.
+
+    Parameters
+    ----------
+    clock
+        Returns the ``recorded_at`` of new events (default: now, UTC). Tests and
+        simulations pass a fake clock.
+
+    Examples
+    --------
+    >>> import esnotebook as es
+    >>> store = es.InMemoryEventStore()
+    >>> _ = store.append("order-1", [es.NewEvent("OrderPlaced", {"customer": "c-1"})],
+    ...                  expected_version=0)
+    >>> store.stream_version("order-1"), len(store)
+    (1, 1)
+    """
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        super().__init__(clock=clock)
+        self._versions = {}
+        self._segments: list[_Segment] = []
+        self._tail: list[RecordedEvent] = []  # committed objects not yet in a segment
+        self._by_stream: dict[str, list[RecordedEvent]] = {}
+        self._frame_streams: dict[str, list[_Segment]] = {}
+
+    def _writing(self) -> AbstractContextManager[None]:
+        return self._mutex  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ commits
+    def _commit_events(self, events: list[RecordedEvent], schemas: dict[str, Schema]) -> None:
+        self._tail.extend(events)
+        self._by_stream.setdefault(events[0].stream_id, []).extend(events)
+
+    def _commit_frames(
+        self, frames: dict[str, pl.DataFrame], first: int, last: int, schemas: dict[str, Schema]
+    ) -> None:
+        self._seal()
+        streams: set[str] = set()
+        for frame in frames.values():
+            streams.update(frame.get_column("stream_id").unique().to_list())
+        segment = _Segment(first, last, frames=frames, streams=streams)
+        self._segments.append(segment)
+        for s in streams:
+            self._frame_streams.setdefault(s, []).append(segment)
+
+    def _seal(self) -> None:
+        """Move the object tail into a segment with type frames (built once, here)."""
+        if not self._tail:
+            return
+        tail, self._tail = self._tail, []
+        groups: dict[str, list[RecordedEvent]] = {}
+        for e in tail:
+            groups.setdefault(e.event_type, []).append(e)
+        frames = {t: frame_from_events(evs, self._schemas[t]) for t, evs in groups.items()}
+        prev = self._segments[-1] if self._segments else None
+        if prev is not None and prev.events is not None and len(prev.events) + len(tail) <= _MERGE_BELOW:
+            prev.events.extend(tail)
+            prev.last = tail[-1].position
+            assert prev.frames is not None
+            for t, f in frames.items():
+                old = prev.frames.get(t)
+                prev.frames[t] = f if old is None else pl.concat([old, f], how="diagonal_relaxed")
+        else:
+            self._segments.append(_Segment(tail[0].position, tail[-1].position, events=tail, frames=frames))
+
+    # ------------------------------------------------------------------ reads
+    def _type_frame(self, event_type: str) -> pl.LazyFrame | None:
+        with self._mutex:
+            self._seal()
+            schema = self._schemas.get(event_type)
+            if schema is None:
+                return None
+            parts = [s.frames[event_type] for s in self._segments if s.frames and event_type in s.frames]
+        if not parts:
+            return None
+        target = {**parts[0].schema, **{k: v for k, v in schema.items()}}
+        aligned = [
+            p if p.schema == target else p.select(
+                pl.col(c).cast(dt) if c in p.columns else pl.lit(None, dt).alias(c) for c, dt in target.items()
+            )
+            for p in parts
+        ]
+        return pl.concat(aligned, how="vertical", rechunk=False).lazy()
+
+    def read_stream(
+        self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
+    ) -> list[RecordedEvent]:
+        hi = self._check_range(stream_id, from_version, to_version)
+        with self._mutex:
+            objects = self._by_stream.get(stream_id, [])
+            segments = list(self._frame_streams.get(stream_id, ()))
+        out: list[RecordedEvent] = []
+        if segments:
+            pred = (pl.col("stream_id") == stream_id) & pl.col("version").is_between(from_version, hi)
+            for seg in segments:
+                assert seg.frames is not None
+                for t, frame in seg.frames.items():
+                    out.extend(events_from_frame(frame.filter(pred), list(self._schemas[t])))
+        # Objects are ordered by version, so the wanted ones are a slice.
+        if objects:
+            first = objects[0].version
+            lo = max(from_version - first, 0)
+            out.extend(objects[lo : max(hi - first + 1, 0)])
+        out = [self._complete(e) for e in out]
+        out.sort(key=lambda e: e.version)
+        return out
+
+    def _check_range(self, stream_id: str, from_version: int, to_version: int | None) -> int:
+        _check_stream_id(stream_id)
+        _check_int("from_version", from_version, 1)
+        if to_version is not None:
+            _check_int("to_version", to_version, 0)
+            return to_version
+        return 2**62
+
+    def _complete(self, e: RecordedEvent) -> RecordedEvent:
+        """``e`` with the fields its type gained since it was stored, as ``None``."""
+        schema = self._schemas[e.event_type]
+        if len(e.data) == len(schema):
+            return e
+        return replace(e, data={f: e.data.get(f) for f in schema})
+
+    def _iter_frames(self, types: list[str], start: int, end: int) -> Iterator[RecordedEvent]:
+        wanted = set(types)
+        everything = wanted == set(self._schemas)
+        with self._mutex:
+            segments = list(self._segments)
+            tail = list(self._tail)
+        for seg in segments:
+            if seg.last <= start or seg.first > end:
+                continue
+            if seg.events is not None:
+                for e in seg.events:
+                    if start < e.position <= end and (everything or e.event_type in wanted):
+                        yield self._complete(e)
+            else:
+                yield from self._frame_events(seg, types, max(start, seg.first - 1), min(end, seg.last))
+        for e in tail:
+            if start < e.position <= end and (everything or e.event_type in wanted):
+                yield self._complete(e)
+
+    def _frame_events(self, seg: _Segment, types: Sequence[str], start: int, end: int) -> Iterator[RecordedEvent]:
+        assert seg.frames is not None
+        lo = start
+        while lo < end:
+            hi = min(lo + READ_CHUNK, end)
+            chunk: list[RecordedEvent] = []
+            for t in types:
+                frame = seg.frames.get(t)
+                if frame is not None:
+                    part = frame.filter(pl.col("position").is_between(lo + 1, hi))
+                    chunk.extend(events_from_frame(part, list(self._schemas[t])))
+            chunk.sort(key=lambda e: e.position)
+            yield from chunk
+            lo = hi
