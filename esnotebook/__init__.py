@@ -14,12 +14,13 @@ from .errors import (
     StoreCorruptedError,
     StoreLockedError,
 )
-from .events import NewEvent, RecordedEvent
+from .events import CANONICAL_COLUMNS, NewEvent, RecordedEvent, new_id
 from .store import EventStore, InMemoryEventStore, ParquetEventStore
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CANONICAL_COLUMNS",
     "ConcurrencyError",
     "DomainException",
     "EventDataError",
@@ -32,4 +33,5 @@ __all__ = [
     "StoreCorruptedError",
     "StoreLockedError",
     "__version__",
+    "new_id",
 ]
