@@ -7,6 +7,7 @@ True
 
 from __future__ import annotations
 
+from .catalog import DATASETS, Dataset, cache_dir, generate, load, path
 from .checks import order_violations
 from .orders import (
     ORDER_EVENT_TYPES,
@@ -16,9 +17,15 @@ from .orders import (
 )
 
 __all__ = [
+    "DATASETS",
+    "Dataset",
     "ORDER_EVENT_TYPES",
     "ORDER_FRAME_SCHEMA",
+    "cache_dir",
     "expected_events_per_order",
+    "generate",
     "generate_orders",
+    "load",
     "order_violations",
+    "path",
 ]
