@@ -6,6 +6,17 @@
 
 from __future__ import annotations
 
+from . import datasets, examples
+from .aggregates import Aggregate, PendingEvent, UnknownEventError, applies, command, rule
+from .commands import (
+    AggregateExistsError,
+    Command,
+    CommandBus,
+    CommandResult,
+    InMemoryIdempotency,
+    Middleware,
+    UnitOfWork,
+)
 from .errors import (
     ConcurrencyError,
     DomainException,
@@ -15,23 +26,46 @@ from .errors import (
     StoreLockedError,
 )
 from .events import CANONICAL_COLUMNS, NewEvent, RecordedEvent, new_id
+from .repository import AggregateNotFoundError, Repository
+from .snapshots import InMemorySnapshotStore, ParquetSnapshotStore, Snapshot, SnapshotStore
 from .store import EventStore, InMemoryEventStore, ParquetEventStore
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Aggregate",
+    "AggregateExistsError",
+    "AggregateNotFoundError",
     "CANONICAL_COLUMNS",
+    "Command",
+    "CommandBus",
+    "CommandResult",
     "ConcurrencyError",
     "DomainException",
     "EventDataError",
     "EventStore",
     "EventStoreError",
     "InMemoryEventStore",
+    "InMemoryIdempotency",
+    "InMemorySnapshotStore",
+    "Middleware",
     "NewEvent",
     "ParquetEventStore",
+    "ParquetSnapshotStore",
+    "PendingEvent",
     "RecordedEvent",
+    "Repository",
+    "Snapshot",
+    "SnapshotStore",
     "StoreCorruptedError",
     "StoreLockedError",
+    "UnitOfWork",
+    "UnknownEventError",
     "__version__",
+    "applies",
+    "command",
+    "datasets",
+    "examples",
     "new_id",
+    "rule",
 ]

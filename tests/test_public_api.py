@@ -10,7 +10,15 @@ import esnotebook as es
 
 # Modules whose ``__all__`` is part of the public face: everything they export must be
 # reachable as ``es.<name>``.
-PUBLIC_MODULES = ["esnotebook.errors", "esnotebook.events", "esnotebook.store"]
+PUBLIC_MODULES = [
+    "esnotebook.aggregates",
+    "esnotebook.commands",
+    "esnotebook.errors",
+    "esnotebook.events",
+    "esnotebook.repository",
+    "esnotebook.snapshots",
+    "esnotebook.store",
+]
 
 
 def test_all_is_sorted_and_unique():
