@@ -26,6 +26,17 @@ from .errors import (
     StoreLockedError,
 )
 from .events import CANONICAL_COLUMNS, NewEvent, RecordedEvent, new_id
+from .importers import (
+    ImportRefusedError,
+    ImportReport,
+    export_jsonl,
+    import_csv,
+    import_eventsourcing_postgres,
+    import_eventsourcing_sqlite,
+    import_jsonl,
+    read_eventsourcing_postgres,
+    read_eventsourcing_sqlite,
+)
 from .repository import AggregateNotFoundError, Repository
 from .snapshots import InMemorySnapshotStore, ParquetSnapshotStore, Snapshot, SnapshotStore
 from .store import EventStore, InMemoryEventStore, ParquetEventStore
@@ -45,6 +56,8 @@ __all__ = [
     "EventDataError",
     "EventStore",
     "EventStoreError",
+    "ImportRefusedError",
+    "ImportReport",
     "InMemoryEventStore",
     "InMemoryIdempotency",
     "InMemorySnapshotStore",
@@ -66,6 +79,13 @@ __all__ = [
     "command",
     "datasets",
     "examples",
+    "export_jsonl",
+    "import_csv",
+    "import_eventsourcing_postgres",
+    "import_eventsourcing_sqlite",
+    "import_jsonl",
     "new_id",
+    "read_eventsourcing_postgres",
+    "read_eventsourcing_sqlite",
     "rule",
 ]
