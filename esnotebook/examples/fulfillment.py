@@ -34,6 +34,7 @@ from typing import Any
 
 from ..events import RecordedEvent
 from ..sagas import Retry, Saga, Step
+from ..sagas.definition import COMPENSATION_RETRY, STEP_RETRY
 from .commands import (
     CancelOrder,
     ChargePayment,
@@ -116,8 +117,8 @@ class OrderFulfillment(Saga):
         self,
         *,
         name: str = "OrderFulfillment",
-        retry: Retry = Retry(),
-        compensation_retry: Retry = Retry(attempts=6),
+        retry: Retry = STEP_RETRY,
+        compensation_retry: Retry = COMPENSATION_RETRY,
         step_timeout: float = 30.0,
     ) -> None:
         super().__init__(
