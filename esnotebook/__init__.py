@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from . import datasets, examples
+from . import datasets, examples, sim
 from .aggregates import Aggregate, PendingEvent, UnknownEventError, applies, command, rule
 from .commands import (
     AggregateExistsError,
@@ -26,6 +26,16 @@ from .errors import (
     StoreLockedError,
 )
 from .events import CANONICAL_COLUMNS, NewEvent, RecordedEvent, new_id
+from .faults import (
+    CommandTimeout,
+    Fault,
+    FaultInjector,
+    FaultKind,
+    FaultPlan,
+    PermanentFault,
+    TransientFault,
+)
+from .idempotency import DurableIdempotency, KeyRecord, duplicate_side_effects
 from .importers import (
     ImportRefusedError,
     ImportReport,
@@ -38,8 +48,10 @@ from .importers import (
     read_eventsourcing_sqlite,
 )
 from .repository import AggregateNotFoundError, Repository
+from .sagas import Retry, Saga, SagaInstance, SagaRunner, SimulatedClock, Step, WallClock
 from .snapshots import InMemorySnapshotStore, ParquetSnapshotStore, Snapshot, SnapshotStore
 from .store import EventStore, InMemoryEventStore, ParquetEventStore
+from .tracing import Trace, trace
 
 __version__ = "0.1.0"
 
@@ -51,33 +63,51 @@ __all__ = [
     "Command",
     "CommandBus",
     "CommandResult",
+    "CommandTimeout",
     "ConcurrencyError",
     "DomainException",
+    "DurableIdempotency",
     "EventDataError",
     "EventStore",
     "EventStoreError",
+    "Fault",
+    "FaultInjector",
+    "FaultKind",
+    "FaultPlan",
     "ImportRefusedError",
     "ImportReport",
     "InMemoryEventStore",
     "InMemoryIdempotency",
     "InMemorySnapshotStore",
+    "KeyRecord",
     "Middleware",
     "NewEvent",
     "ParquetEventStore",
     "ParquetSnapshotStore",
     "PendingEvent",
+    "PermanentFault",
     "RecordedEvent",
     "Repository",
+    "Retry",
+    "Saga",
+    "SagaInstance",
+    "SagaRunner",
+    "SimulatedClock",
     "Snapshot",
     "SnapshotStore",
+    "Step",
     "StoreCorruptedError",
     "StoreLockedError",
+    "Trace",
+    "TransientFault",
     "UnitOfWork",
     "UnknownEventError",
+    "WallClock",
     "__version__",
     "applies",
     "command",
     "datasets",
+    "duplicate_side_effects",
     "examples",
     "export_jsonl",
     "import_csv",
@@ -88,4 +118,6 @@ __all__ = [
     "read_eventsourcing_postgres",
     "read_eventsourcing_sqlite",
     "rule",
+    "sim",
+    "trace",
 ]

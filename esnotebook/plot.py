@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["plot_lag"]
+__all__ = ["plot_lag", "trace_swimlane"]
 
 
 def _axes(ax: Any) -> Any:

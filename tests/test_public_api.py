@@ -15,9 +15,13 @@ PUBLIC_MODULES = [
     "esnotebook.commands",
     "esnotebook.errors",
     "esnotebook.events",
+    "esnotebook.faults",
+    "esnotebook.idempotency",
+    "esnotebook.sagas",
     "esnotebook.repository",
     "esnotebook.snapshots",
     "esnotebook.store",
+    "esnotebook.tracing",
 ]
 
 

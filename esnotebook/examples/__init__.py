@@ -27,6 +27,7 @@ from .commands import (
     ReserveInventory,
     ShipOrder,
 )
+from .fulfillment import OrderFulfillment
 from .handlers import order_domain_bus, register_order_domain
 from .inventory import InsufficientStock, Inventory, InventoryRuleViolated
 from .orders import Order, OrderRuleViolated
@@ -43,6 +44,7 @@ __all__ = [
     "Inventory",
     "InventoryRuleViolated",
     "Order",
+    "OrderFulfillment",
     "OrderRuleViolated",
     "PayOrder",
     "Payment",
