@@ -66,6 +66,10 @@ def infer(value: Any, where: str) -> pl.DataType:
             inner = unify(inner, infer(item, f"{where}[{i}]"), f"{where}[{i}]")
         return pl.List(inner)
     if isinstance(value, dict):
+        if not value:
+            # A struct needs at least one field (Parquet cannot store one without); an
+            # empty dict carries nothing, so it is stored, and reads back, as null.
+            return pl.Null()
         fields = {}
         for key, item in value.items():
             if not isinstance(key, str):
@@ -122,7 +126,7 @@ def extend(stored: pl.DataType, incoming: pl.DataType, where: str) -> pl.DataTyp
 
 def normalize(value: Any, dtype: pl.DataType) -> Any:
     """``value`` as it reads back from a ``dtype`` column (int -> float, datetime -> UTC)."""
-    if value is None:
+    if value is None or isinstance(dtype, pl.Null):
         return None
     if isinstance(dtype, pl.Float64):
         return float(value)

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from .errors import EventDataError
 
@@ -40,13 +41,42 @@ _EVENT_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 
 
 def new_id() -> str:
-    """A new random UUID (version 4) as a string."""
-    return str(uuid.uuid4())
+    """A new random UUID (version 4) as a string.
+
+    Drawn from a pool filled by :func:`new_ids` (one ``os.urandom`` call per 1024 ids):
+    ``str(uuid.uuid4())`` would cost more than everything else an in-memory append does.
+    """
+    try:
+        return _ID_POOL.pop()
+    except IndexError:
+        _ID_POOL.extend(new_ids(1024).astype("U36").tolist())
+        return _ID_POOL.pop()
 
 
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-# Byte offsets of the 16 hex pairs inside "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx".
-_PAIR_AT = np.array([0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34])
+_ID_POOL: list[str] = []
+# A forked child must not hand out the ids its parent will also hand out.
+os.register_at_fork(after_in_child=_ID_POOL.clear)
+
+
+# Two hex digits per byte value, as one little-endian uint16 ("ab" -> 0x6261).
+_HEX_PAIRS = np.array(
+    [int.from_bytes(f"{i:02x}".encode(), "little") for i in range(256)], dtype=np.uint16
+)
+# (hex digit span, target column) of the five groups of "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx".
+_GROUPS = ((0, 8, 0), (8, 12, 9), (12, 16, 14), (16, 20, 19), (20, 32, 24))
+
+
+def _uuid_bytes(n: int) -> np.ndarray:
+    """``n`` random version-4 UUIDs as text, one row of 36 ASCII bytes each."""
+    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    digits = _HEX_PAIRS[raw].view(np.uint8).reshape(n, 32)
+    out = np.empty((n, 36), dtype=np.uint8)
+    out[:, [8, 13, 18, 23]] = ord("-")
+    for lo, hi, at in _GROUPS:
+        out[:, at : at + hi - lo] = digits[:, lo:hi]
+    return out
 
 
 def new_ids(n: int) -> np.ndarray:
@@ -54,21 +84,35 @@ def new_ids(n: int) -> np.ndarray:
 
     Vectorised: bulk imports need millions of ids in a fraction of a second.
     """
-    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-    out = np.full((n, 36), ord("-"), dtype=np.uint8)
-    out[:, _PAIR_AT] = _HEX[raw >> 4]
-    out[:, _PAIR_AT + 1] = _HEX[raw & 0x0F]
-    return out.view("S36").ravel()
+    return _uuid_bytes(n).view("S36").ravel()
+
+
+def new_id_series(n: int, name: str = "event_id") -> pl.Series:
+    """``n`` random version-4 UUID strings as a polars String series (no per-id Python).
+
+    The 36-byte rows become an Arrow string array as they are, offsets every 36 bytes.
+    """
+    import pyarrow as pa
+
+    text = _uuid_bytes(n)
+    offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int64)
+    array = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(text)])
+    return pl.Series(name, array)
+
+
+_CHECKED_TYPES: set[str] = set()
 
 
 def check_event_type(event_type: object) -> str:
+    if event_type in _CHECKED_TYPES and type(event_type) is str:
+        return event_type  # type: ignore[return-value]
     if not isinstance(event_type, str) or not _EVENT_TYPE.match(event_type):
         raise EventDataError(
             "event type must be a name of letters, digits, '_', '.' or '-' starting with a "
             f"letter or '_' (got {event_type!r})"
         )
+    if len(_CHECKED_TYPES) < 10_000:  # bounded: names are few, but callers could be odd
+        _CHECKED_TYPES.add(event_type)
     return event_type
 
 
@@ -118,7 +162,7 @@ class NewEvent:
                 f"(got {type(self.metadata).__name__})"
             )
         if self.event_id is None:
-            object.__setattr__(self, "event_id", str(uuid.uuid4()))
+            object.__setattr__(self, "event_id", new_id())
         else:
             object.__setattr__(self, "event_id", _check_uuid("event_id", self.event_id))
         if self.correlation_id is None:

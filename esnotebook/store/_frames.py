@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import timezone
 from typing import Any
 
 import polars as pl
@@ -67,9 +68,9 @@ def frames_by_type(
 
 def events_from_frame(frame: pl.DataFrame, fields: Sequence[str]) -> Iterator[RecordedEvent]:
     """Rebuild :class:`RecordedEvent` objects from a type frame (position order kept)."""
-    header = [frame.get_column(c).to_list() for c in HEADER]
+    header = [_values(frame.get_column(c)) for c in HEADER]
     n = frame.height
-    payload = [frame.get_column(f).to_list() if f in frame.columns else [None] * n for f in fields]
+    payload = [_values(frame.get_column(f)) if f in frame.columns else [None] * n for f in fields]
     loads = json.loads
     for row, values in zip(zip(*header), zip(*payload) if payload else _empties(frame.height)):
         pos, sid, ver, etype, eid, at, corr, cause, meta = row
@@ -78,6 +79,22 @@ def events_from_frame(frame: pl.DataFrame, fields: Sequence[str]) -> Iterator[Re
             dict(zip(fields, values)),
             loads(meta) if meta else {},
         )
+
+
+def _values(column: pl.Series) -> list[Any]:
+    """The column as Python values; UTC datetimes carry ``datetime.timezone.utc``.
+
+    polars hands back ``zoneinfo.ZoneInfo("UTC")``; fresh events carry
+    ``datetime.timezone.utc``. Equal instants either way, but one tzinfo everywhere keeps
+    reprs, pickles and hashes of events identical whichever path they took.
+    """
+    if isinstance(column.dtype, pl.Datetime) and column.dtype.time_zone == "UTC":
+        utc = timezone.utc
+        return [
+            None if d is None else d.replace(tzinfo=utc)
+            for d in column.dt.replace_time_zone(None).to_list()
+        ]
+    return column.to_list()
 
 
 def _empties(n: int) -> Iterator[tuple[()]]:

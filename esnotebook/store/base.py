@@ -22,13 +22,12 @@ import polars as pl
 from .. import _schema
 from .._schema import Schema
 from ..errors import ConcurrencyError, EventDataError
-from ..events import CANONICAL_COLUMNS, NewEvent, RecordedEvent, check_event_type, new_ids
+from ..events import CANONICAL_COLUMNS, NewEvent, RecordedEvent, check_event_type, new_id_series
 from ._frames import (
     HEADER,
     canonical_columns,
     empty_frame,
     events_from_frame,
-    metadata_json,
 )
 
 if TYPE_CHECKING:
@@ -147,6 +146,10 @@ class StoreBase:
         """All events of one type as a type frame (header + its fields), in position order."""
         raise NotImplementedError
 
+    def _retrying(self, read: Callable[[], Any]) -> Any:
+        """Run a read; a backend whose files can move under a reader retries it here."""
+        return read()
+
     # ------------------------------------------------------------------ state
     @property
     def head_position(self) -> int:
@@ -174,7 +177,7 @@ class StoreBase:
 
     def _version_index(self) -> dict[str, int]:
         if self._versions is None:
-            self._versions = self._load_versions()
+            self._versions = self._retrying(self._load_versions)
         return self._versions
 
     def stream_version(self, stream_id: str) -> int:
@@ -344,40 +347,49 @@ class StoreBase:
                 _check_positions(prepared, head)
                 prepared = prepared.drop("position")
             versions = self._version_index()
-            prepared = _assign_versions(prepared, versions)
+            prepared, top = _assign_versions(prepared, versions)
             now = self._clock()
             prepared = _fill_header(prepared, head, now)
             frames, schemas = self._split_by_type(prepared)
             self._commit_frames(frames, head + 1, head + n, schemas)
             self._accept_schemas(schemas)
             self._head = head + n
-            last = prepared.group_by("stream_id", maintain_order=True).agg(pl.col("version").last())
-            versions.update(zip(last["stream_id"].to_list(), last["version"].to_list()))
+            versions.update(top)
             return range(head + 1, head + n + 1)
 
     def _split_by_type(
         self, frame: pl.DataFrame
     ) -> tuple[dict[str, pl.DataFrame], dict[str, Schema]]:
         payload = [c for c in frame.columns if c not in HEADER]
-        frames: dict[str, pl.DataFrame] = {}
         changed: dict[str, Schema] = {}
-        parts = frame.partition_by("event_type", as_dict=True, maintain_order=True)
-        for (event_type,), part in parts.items():
+        types = frame.get_column("event_type").unique(maintain_order=True).to_list()
+        for event_type in types:
             check_event_type(event_type)
-            present = part.select(pl.col(payload).is_not_null().any()).row(0) if payload else ()
+        if payload:
+            # Which fields each type carries: the columns not null in some row of that type.
+            seen = frame.group_by("event_type").agg(pl.col(payload).is_not_null().any())
+            presence = {row[0]: row[1:] for row in seen.iter_rows()}
+        plans = []
+        for event_type in types:
+            present = presence[event_type] if payload else ()
             fields = [c for c, has in zip(payload, present) if has]
             stored = self._schemas.get(event_type, {})
             schema = dict(stored)
             for f in fields:
                 _schema.check_field_name(f, event_type)
-                dt = _schema.frame_dtype(part.schema[f], f"column {f!r}")
+                dt = _schema.frame_dtype(frame.schema[f], f"column {f!r}")
                 schema[f] = _schema.extend(stored[f], dt, f"{event_type} field {f!r}") if f in stored else dt
             if schema != stored or event_type not in self._schemas:
                 changed[event_type] = schema
-            frames[event_type] = part.select(
-                *HEADER,
-                *(_cast_field(f, dt) if f in fields else pl.lit(None, dt).alias(f) for f, dt in schema.items()),
+            plans.append(
+                frame.lazy()
+                .filter(pl.col("event_type") == event_type)
+                .select(
+                    *HEADER,
+                    *(_cast_field(f, dt) if f in fields else pl.lit(None, dt).alias(f) for f, dt in schema.items()),
+                )
             )
+        frames = dict(zip(types, pl.collect_all(plans)))
         return frames, changed
 
     # ------------------------------------------------------------------ read
@@ -393,7 +405,7 @@ class StoreBase:
         pred = (pl.col("stream_id") == stream_id) & (pl.col("version") >= from_version)
         if to_version is not None:
             pred &= pl.col("version") <= to_version
-        events = self._events_where(self.event_types(), pred)
+        events = self._retrying(lambda: self._events_where(self.event_types(), pred))
         events.sort(key=lambda e: e.version)
         return events
 
@@ -421,7 +433,7 @@ class StoreBase:
         while lo < end:
             hi = min(lo + READ_CHUNK, end)
             pred = (pl.col("position") > lo) & (pl.col("position") <= hi)
-            chunk = self._events_where(types, pred)
+            chunk = self._retrying(lambda: self._events_where(types, pred))
             chunk.sort(key=lambda e: e.position)
             yield from chunk
             lo = hi
@@ -511,18 +523,24 @@ class StoreBase:
 
     def to_polars(self, **kwargs: Any) -> pl.DataFrame:
         """:meth:`scan`, collected. Takes the same keyword arguments."""
-        return self.scan(**kwargs).collect()
+        return self._retrying(lambda: self.scan(**kwargs).collect())
 
     def to_pandas(self, **kwargs: Any) -> pd.DataFrame:
-        """:meth:`scan`, collected and converted to pandas through Arrow."""
-        return self.to_polars(**kwargs).to_pandas()
+        """:meth:`scan`, collected and converted to pandas through Arrow.
+
+        Integer and boolean payload fields become pandas' nullable ``Int64`` and
+        ``boolean`` columns, so a field some event types lack stays an integer column
+        instead of turning into floats; ``position`` and ``version`` (never null) stay
+        ``int64``.
+        """
+        return frame_to_pandas(self.to_polars(**kwargs))
 
     # ------------------------------------------------------------------ display
     def _summary(self) -> dict[str, Any]:
         return {
             "events": self.head_position,
             "streams": len(self.streams()),
-            "event types": ", ".join(self.event_types()) or "none",
+            "event types": _capped_list(self.event_types()),
         }
 
     def __repr__(self) -> str:
@@ -539,6 +557,25 @@ class StoreBase:
 
 
 # ---------------------------------------------------------------------- helpers
+def _capped_list(names: list[str], limit: int = 12) -> str:
+    """Names joined for display; a store with hundreds of types stays one short line."""
+    if not names:
+        return "none"
+    more = f", … and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def frame_to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
+    """A canonical event frame as pandas, through Arrow, with nullable payload integers."""
+    import pandas as pd
+    import pyarrow as pa
+
+    nullable = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    out = frame.to_arrow().to_pandas(types_mapper=nullable.get)
+    never_null = [c for c in ("position", "version") if c in out.columns]
+    return out.astype({c: "int64" for c in never_null}) if never_null else out
+
+
 def _checked_metadata(e: NewEvent, i: int) -> dict[str, Any]:
     if not e.metadata:
         return {}
@@ -644,28 +681,68 @@ def _check_positions(frame: pl.DataFrame, head: int) -> None:
         )
 
 
-def _assign_versions(frame: pl.DataFrame, versions: dict[str, int]) -> pl.DataFrame:
-    streams = frame.get_column("stream_id").unique(maintain_order=True)
-    current = pl.DataFrame(
-        {"stream_id": streams, "_current": [versions.get(s, 0) for s in streams.to_list()]},
-        schema={"stream_id": pl.String, "_current": pl.Int64},
-    )
-    numbered = frame.join(current, on="stream_id", how="left", maintain_order="left").with_columns(
-        _expected=pl.col("_current") + pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("stream_id")
-    )
+def _number_streams(stream_ids: pl.Series) -> tuple[np.ndarray, np.ndarray, pl.Series, np.ndarray]:
+    """Number the rows of each stream 1, 2, ... in frame order, without a Python loop.
+
+    Returns ``(within, run_of_row, names, counts)``: each row's number within its stream, the
+    index of its stream in ``names``, the streams in order of first appearance, and their
+    row counts. Streams are grouped by a stable sort of their 64-bit hashes; the strings are
+    then compared so that a hash collision can never merge two streams.
+    """
+    n = stream_ids.len()
+    hashes = stream_ids.hash(seed=0).to_numpy()
+    order = np.argsort(hashes, kind="stable")
+    sorted_ids = stream_ids.gather(order)
+    start = np.empty(n, dtype=bool)
+    start[0] = True
+    np.not_equal(hashes[order[1:]], hashes[order[:-1]], out=start[1:])
+    same = (sorted_ids == sorted_ids.shift(1)).fill_null(False).to_numpy()
+    if (~start & ~same).any():
+        # A collision: two streams share a hash. Fall back to exact (slower) grouping.
+        rows = pl.DataFrame({"s": stream_ids, "i": np.arange(n)}).sort("s", "i")
+        order = rows.get_column("i").to_numpy()
+        sorted_ids = stream_ids.gather(order)
+        start[1:] = ~(sorted_ids == sorted_ids.shift(1)).fill_null(False).to_numpy()[1:]
+    idx = np.arange(n)
+    run_start = np.maximum.accumulate(np.where(start, idx, 0))
+    starts = np.flatnonzero(start)
+    counts = np.diff(np.append(starts, n))
+    # A stable sort keeps each stream's rows in frame order, so its run starts at its first
+    # row: sorting the runs by that row gives the order of first appearance.
+    by_appearance = np.argsort(order[starts], kind="stable")
+    rank = np.empty(len(starts), dtype=np.int64)
+    rank[by_appearance] = np.arange(len(starts))
+    run_sorted = np.cumsum(start) - 1
+    within = np.empty(n, dtype=np.int64)
+    within[order] = idx - run_start + 1
+    run_of_row = np.empty(n, dtype=np.int64)
+    run_of_row[order] = rank[run_sorted]
+    names = sorted_ids.gather(starts[by_appearance])
+    return within, run_of_row, names, counts[by_appearance]
+
+
+def _assign_versions(frame: pl.DataFrame, versions: dict[str, int]) -> tuple[pl.DataFrame, dict[str, int]]:
+    """``frame`` with each row's stream version, and the streams' versions after it."""
+    within, run_of_row, names, counts = _number_streams(frame.get_column("stream_id"))
+    name_list = names.to_list()
+    current = np.fromiter((versions.get(s, 0) for s in name_list), dtype=np.int64, count=len(name_list))
+    expected = within + current[run_of_row] if current.any() else within
+    top = dict(zip(name_list, (current + counts).tolist()))
     if "version" in frame.columns:
-        bad = numbered.select((pl.col("version") != pl.col("_expected")).arg_true().first()).item()
-        if bad is not None:
-            row = numbered.row(bad, named=True)
-            sid, given, want, cur = row["stream_id"], row["version"], row["_expected"], row["_current"]
+        given = frame.get_column("version").to_numpy()
+        bad = np.flatnonzero(given != expected)
+        if len(bad):
+            row = int(bad[0])
+            sid, want = frame["stream_id"][row], int(expected[row])
+            cur = int(current[run_of_row[row]])
             if want == cur + 1:
-                raise ConcurrencyError(sid, given - 1, cur)
+                raise ConcurrencyError(sid, int(given[row]) - 1, cur)
             raise EventDataError(
-                f"append_frame: row {bad}: stream {sid!r} version {given} is not contiguous "
+                f"append_frame: row {row}: stream {sid!r} version {int(given[row])} is not contiguous "
                 f"(expected {want}: versions of a stream must rise by 1 in frame order)"
             )
-        return numbered.drop("_current", "_expected")
-    return numbered.drop("_current").rename({"_expected": "version"})
+        return frame, top
+    return frame.with_columns(pl.Series("version", expected, dtype=pl.Int64)), top
 
 
 def _fill_header(frame: pl.DataFrame, head: int, now: datetime) -> pl.DataFrame:
@@ -674,7 +751,7 @@ def _fill_header(frame: pl.DataFrame, head: int, now: datetime) -> pl.DataFrame:
         pl.int_range(head + 1, head + 1 + n, dtype=pl.Int64).alias("position")
     ]
     if "event_id" not in frame.columns:
-        cols.append(pl.Series("event_id", new_ids(n)).cast(pl.String))
+        cols.append(new_id_series(n))
     if "recorded_at" not in frame.columns:
         cols.append(pl.lit(now, _schema.UTC_DATETIME).alias("recorded_at"))
     for name in ("causation_id", "metadata"):

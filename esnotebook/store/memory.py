@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -28,7 +28,6 @@ class _Segment:
     last: int
     events: list[RecordedEvent] | None = None
     frames: dict[str, pl.DataFrame] | None = None
-    streams: set[str] = field(default_factory=set)
 
 
 class InMemoryEventStore(StoreBase):
@@ -60,7 +59,7 @@ class InMemoryEventStore(StoreBase):
         self._segments: list[_Segment] = []
         self._tail: list[RecordedEvent] = []  # committed objects not yet in a segment
         self._by_stream: dict[str, list[RecordedEvent]] = {}
-        self._frame_streams: dict[str, list[_Segment]] = {}
+        self._frame_streams: dict[str, tuple[_Segment, ...]] = {}
 
     def _writing(self) -> AbstractContextManager[None]:
         return self._mutex  # type: ignore[return-value]
@@ -74,13 +73,15 @@ class InMemoryEventStore(StoreBase):
         self, frames: dict[str, pl.DataFrame], first: int, last: int, schemas: dict[str, Schema]
     ) -> None:
         self._seal()
-        streams: set[str] = set()
-        for frame in frames.values():
-            streams.update(frame.get_column("stream_id").unique().to_list())
-        segment = _Segment(first, last, frames=frames, streams=streams)
+        streams = pl.concat([f.get_column("stream_id") for f in frames.values()]).unique().to_list()
+        segment = _Segment(first, last, frames=frames)
         self._segments.append(segment)
-        for s in streams:
-            self._frame_streams.setdefault(s, []).append(segment)
+        index = self._frame_streams
+        known = {s: index[s] for s in streams if s in index}
+        # Bulk imports bring mostly new streams: one shared tuple for all of them is cheap.
+        index.update(dict.fromkeys(streams, (segment,)))
+        for s, before in known.items():
+            index[s] = (*before, segment)
 
     def _seal(self) -> None:
         """Move the object tail into a segment with type frames (built once, here)."""

@@ -1,6 +1,6 @@
 """The Parquet event store: a folder of immutable Parquet files that any Arrow tool can read.
 
-Layout (see the README, "The Parquet store on disk")::
+Layout (docs/parquet-layout.md has the details and recipes for DuckDB, polars, pyarrow)::
 
     store/
       esnotebook-store.json        marks the folder as a store (format and version)
@@ -9,13 +9,15 @@ Layout (see the README, "The Parquet store on disk")::
         000000000001-000000000010/ one commit: the positions it holds, first-last
           OrderPlaced.parquet      one file per event type, with that type's typed columns
           ItemAdded.parquet
-      _tmp/                        commits being written; never read, cleaned by the writer
+      _tmp/                        commits being written; never read; the next writer
+                                   removes what a crashed one left
 
 A commit is written into ``_tmp/``, every file fsynced, then the whole folder is renamed into
 ``events/`` in one atomic step, so a crash at any instant leaves either the whole commit
 or none of it. ``compact()`` merges commit folders into bigger ones the same way; a
 folder whose range lies inside another's is superseded and ignored until the writer
-removes it.
+removes it. Readers never take the lock; when a compaction in another process removes files
+under a read, the read lists the folder again and retries.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import polars as pl
 
@@ -50,6 +52,13 @@ FORMAT = "esnotebook-parquet"
 FORMAT_VERSION = 1
 _SEGMENT_NAME = re.compile(r"(\d{12})-(\d{12})\Z")
 _CAST = pl.ScanCastOptions(integer_cast=["upcast", "allow-float"], missing_struct_fields="insert")
+
+#: How long a read disturbed by a concurrent compaction (files replaced under it) retries.
+_RETRY_SECONDS = 30.0
+#: Well above the coarse clock tick (1-10 ms) that stamps directory modification times.
+_MTIME_TICK_NS = 50_000_000
+
+T = TypeVar("T")
 
 Compression = Literal["lz4", "zstd", "snappy", "uncompressed"]
 
@@ -136,7 +145,9 @@ class ParquetEventStore(StoreBase):
         self._known: dict[str, _Segment] = {}  # validated segment folders, by name
         self._listing_stamp: int | None = None
         self._open_folder()
-        self._tidy_if_free()
+        # Leftovers of crashed writers are removed by the next writer when it takes the
+        # lock, not here: a reader taking the lock, even briefly, could make a real writer
+        # fail with StoreLockedError. Readers ignore leftovers anyway.
         self._refresh()
 
     # ------------------------------------------------------------------ opening
@@ -223,6 +234,7 @@ class ParquetEventStore(StoreBase):
     def close(self) -> None:
         """Let go of the write lock (if held). Reading still works afterwards."""
         fd, self._lock_fd = self._lock_fd, None
+        self._listing_stamp = None  # from now on other writers may change the folder
         if fd is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -247,19 +259,6 @@ class ParquetEventStore(StoreBase):
             self._acquire()
             self._refresh()
             yield
-
-    def _tidy_if_free(self) -> None:
-        """Remove leftovers of crashed writers, unless a live writer holds the lock."""
-        if self._lock_fd is not None:
-            return
-        fd = self._try_lock(0.0)
-        if fd is None:
-            return
-        try:
-            self._tidy()
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def _tidy(self) -> None:
         """With the lock held: delete unfinished commits and superseded folders."""
@@ -292,15 +291,41 @@ class ParquetEventStore(StoreBase):
             stamp = os.stat(self._events_dir).st_mtime_ns
             if stamp == self._listing_stamp:
                 return
-            segments = [
-                self._known.get(name) or self._validate(name, first, last)
-                for name, first, last in _resolve(self._segment_names(), self._events_dir)
-            ]
+            listed_at = time.time_ns()
+            deadline = time.monotonic() + _RETRY_SECONDS
+            listing = _resolve(self._segment_names(), self._events_dir)
+            known = dict(self._known)  # a folder's name fixes its content: validate once
+            pause = 0.001
+            while True:
+                try:
+                    segments = []
+                    for name, first, last in listing:
+                        seg = known.get(name)
+                        if seg is None:
+                            seg = known[name] = self._validate(name, first, last)
+                        segments.append(seg)
+                    break
+                except (FileNotFoundError, StoreCorruptedError):
+                    # A compaction in another process may have replaced folders while we
+                    # looked: what vanished or looked half-deleted was superseded. Damage
+                    # is reported only when a fresh listing shows the same folders.
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.05)
+                    fresh = _resolve(self._segment_names(), self._events_dir)
+                    if fresh == listing or time.monotonic() > deadline:
+                        raise
+                    listing = fresh
             old_head = self._head
             self._install(segments)
-            self._listing_stamp = stamp
+            # Directory mtimes come from the kernel's coarse clock: a change within the same
+            # tick as our listing keeps the mtime. Trust the stamp only when it is older
+            # than any tick; otherwise list again next time.
+            self._listing_stamp = stamp if listed_at - stamp > _MTIME_TICK_NS else None
             if self._versions is not None and self._head > old_head:
-                self._update_versions(old_head)
+                try:
+                    self._update_versions(old_head)
+                except FileNotFoundError:
+                    self._versions = None  # compacted under us; rebuilt on next use
 
     def _install(self, segments: list[_Segment]) -> None:
         self._segments = segments
@@ -341,6 +366,7 @@ class ParquetEventStore(StoreBase):
         files: dict[str, Path] = {}
         fields: dict[str, Schema] = {}
         rows = 0
+        per_file: dict[Path, int] = {}
         for entry in sorted(os.scandir(path), key=lambda e: e.name):
             file = Path(entry.path)
             event_type = entry.name.removesuffix(".parquet")
@@ -361,12 +387,14 @@ class ParquetEventStore(StoreBase):
                     f"{file}: positions {lo}..{hi} lie outside its folder's range {first}..{last}"
                 )
             files[event_type] = file
+            per_file[file] = meta.num_rows
             fields[event_type] = {n: d for n, d in schema.items() if n not in HEADER_SCHEMA}
             rows += meta.num_rows
         if rows != last - first + 1:
+            counts = ", ".join(f"{f.name} {c}" for f, c in per_file.items())
             raise StoreCorruptedError(
                 f"{path}: holds {rows} events, but its name promises {last - first + 1} "
-                f"(positions {first}..{last})"
+                f"(positions {first}..{last}); rows per file: {counts}"
             )
         return _Segment(first, last, path, files, fields)
 
@@ -427,6 +455,32 @@ class ParquetEventStore(StoreBase):
             missing_columns="insert",
             cast_options=_CAST,
         )
+
+    def _retrying(self, read: Callable[[], T]) -> T:
+        """Run ``read``; if a file vanished under it (a compaction), look again and rerun.
+
+        Each retry means a compaction elsewhere made progress, so reads keep trying for
+        ``_RETRY_SECONDS`` rather than a fixed count.
+        """
+        deadline = time.monotonic() + _RETRY_SECONDS
+        pause = 0.001
+        while True:
+            try:
+                return read()
+            except FileNotFoundError:
+                if time.monotonic() > deadline:
+                    raise
+                with self._mutex:
+                    self._listing_stamp = None
+                    # Folders whose files are gone are checked again: superseded ones drop
+                    # out of the listing, a damaged one raises StoreCorruptedError.
+                    self._known = {
+                        name: seg for name, seg in self._known.items()
+                        if all(f.exists() for f in seg.files.values())
+                    }  # fmt: skip
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+                self._refresh()
 
     def files(self) -> list[Path]:
         """Every committed Parquet file, in position order of their folders."""
