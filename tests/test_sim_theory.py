@@ -187,7 +187,12 @@ def test_saga_closed_forms_agree_with_monte_carlo(p, retries, seed):
     for sample, expected in (
         (success, theory.saga_success(p, retries=retries)),
         (comp, theory.expected_compensations(p, retries=retries)),
-        (dup, theory.expected_duplicates(p, duplicate_probability=0.1, retries=retries)),
+        (
+            dup,
+            theory.expected_duplicates(
+                p, duplicate_probability=0.1, retries=retries, redelivered="every"
+            ),
+        ),
     ):
         se = max(sample.std() / math.sqrt(n), 1e-3)
         assert abs(sample.mean() - expected) <= 5 * se

@@ -9,16 +9,26 @@ False
 from __future__ import annotations
 
 from . import theory
+from ._costs import RebuildCosts, calibrate
 from ._result import LagResult
+from ._saga_result import SagaResult
 from .capacity import CapacityResult, required_capacity
 from .lag import simulate_lag
+from .rebuild import RebuildResult, rebuild_cost
+from .sagas import simulate_sagas
 from .sweep import run_sweep
 
 __all__ = [
     "CapacityResult",
     "LagResult",
+    "RebuildCosts",
+    "RebuildResult",
+    "SagaResult",
+    "calibrate",
+    "rebuild_cost",
     "required_capacity",
     "run_sweep",
     "simulate_lag",
+    "simulate_sagas",
     "theory",
 ]

@@ -23,6 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from numbers import Real
+from typing import Literal
 
 __all__ = [
     "QueueStats",
@@ -306,22 +307,43 @@ def expected_duplicates(
     duplicate_probability: float,
     retries: int = 0,
     idempotency_keys: bool = False,
+    redelivered: Literal["successful", "every"] = "successful",
 ) -> float:
     """Expected duplicate side effects per saga when deliveries are duplicated.
 
-    Every attempt of a step is delivered twice with probability ``d``. Without idempotency
-    keys each extra delivery repeats the side effect; with keys it changes nothing (0).
-    Step ``i`` is reached with probability ``Π_{j<i}(1 - pⱼ^(r+1))`` and then makes
-    ``Σ_{a=0..r} pᵢ^a`` attempts on average, so the answer is
-    ``d · Σᵢ reachᵢ · attemptsᵢ``.
+    A delivery is repeated with probability ``d``. Without idempotency keys a repeated
+    delivery repeats its side effect; with keys it changes nothing (0). Which deliveries
+    can repeat a side effect:
+
+    - ``"successful"`` (default; what :class:`~esnotebook.FaultPlan` does): a failed attempt
+      had no effect, so only the attempt that went through can be repeated. Step ``i``
+      succeeds with probability ``Π_{j<=i}(1 - pⱼ^(r+1))``, so the answer is
+      ``d · Σᵢ Π_{j<=i}(1 - pⱼ^(r+1))``.
+    - ``"every"``: every attempt, failed ones included, took effect before it was reported
+      as failed (a timeout after the work was done). Step ``i`` is reached with probability
+      ``Π_{j<i}(1 - pⱼ^(r+1))`` and makes ``Σ_{a=0..r} pᵢ^a`` attempts on average, so the
+      answer is ``d · Σᵢ reachᵢ · attemptsᵢ``.
+
+    The two agree when no step fails: ``d`` per step.
+
+    Examples
+    --------
+    >>> expected_duplicates([0.0, 0.0, 0.0], duplicate_probability=0.1)
+    0.30000000000000004
     """
     d = _probability("duplicate_probability", duplicate_probability)
     probs = _probabilities("failure", failure)
     r = _retries(retries)
+    if redelivered not in ("successful", "every"):
+        raise ValueError(f"'redelivered' must be 'successful' or 'every' (got {redelivered!r})")
     if idempotency_keys:
         return 0.0
     total, reach = 0.0, 1.0
     for p in probs:
-        total += reach * sum(p**a for a in range(r + 1))
-        reach *= 1 - p ** (r + 1)
+        if redelivered == "every":
+            total += reach * sum(p**a for a in range(r + 1))
+            reach *= 1 - p ** (r + 1)
+        else:
+            reach *= 1 - p ** (r + 1)
+            total += reach
     return d * total

@@ -1,0 +1,337 @@
+"""Measured costs for the rebuild model: :class:`RebuildCosts` and :func:`calibrate`.
+
+:func:`calibrate` times the real thing on a real store: a
+:class:`~esnotebook.runner.ProjectionRunner` replaying growing prefixes of the store, and a
+:class:`~esnotebook.repository.Repository` loading a sample of aggregates with and without
+a snapshot. Straight lines through the medians give the per-event and fixed costs.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import polars as pl
+
+from ._result import _fmt
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["RebuildCosts", "calibrate"]
+
+_MEASUREMENTS = {
+    "what": pl.String,  # "rebuild", "load", "snapshot_load", "snapshot_write"
+    "events": pl.Int64,  # events replayed (prefix size, or the load's tail)
+    "seconds": pl.Float64,  # median over the repeats
+}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RebuildCosts:
+    """Costs of one store, projection and aggregate class, for :func:`~esnotebook.sim.rebuild_cost`.
+
+    Seconds per event (``apply_cost`` in a projection rebuild, ``load_event_cost`` in an
+    aggregate load), fixed seconds per rebuild and per load, extra seconds to load from a
+    snapshot and to write one, bytes per snapshot and per stored event; the store's shape
+    (``events``, the aggregate's ``streams`` and their lengths); and the ``measurements``
+    the fits were made from.
+
+    Examples
+    --------
+    >>> RebuildCosts(apply_cost=2e-6, events=1000, streams=10).rate
+    500000.0
+    """
+
+    apply_cost: float
+    rebuild_overhead: float = 0.0
+    load_event_cost: float = 0.0
+    load_overhead: float = 0.0
+    snapshot_read_cost: float = 0.0
+    snapshot_write_cost: float = 0.0
+    snapshot_bytes: float = 0.0
+    event_bytes: float = 0.0
+    events: int = 0
+    streams: int = 0
+    stream_lengths: tuple[int, ...] = field(default=(), repr=False)
+    measurements: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=_MEASUREMENTS), repr=False
+    )
+
+    @property
+    def rate(self) -> float:
+        """Projection rebuild rate, events per second (``1 / apply_cost``)."""
+        return 1 / self.apply_cost
+
+    def to_dict(self) -> dict[str, float]:
+        """The costs and the store's shape (no lengths, no measurements)."""
+        out = asdict(self)
+        out.pop("stream_lengths")
+        out.pop("measurements")
+        return out
+
+    def to_polars(self) -> pl.DataFrame:
+        """The measurements: ``what, events, seconds``."""
+        return self.measurements
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.measurements.to_pandas()
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(float(v)))}</td></tr>"
+            for k, v in self.to_dict().items()
+        )
+        return f"<div><b>RebuildCosts</b> ({self.measurements.height} measurements)<table>{rows}</table></div>"
+
+
+_TIMERS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = time.perf_counter  # set by calibrate() for the duration of one calibration
+
+
+def _median_time(fn: Callable[[], Any], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = _clock()
+        fn()
+        times.append(_clock() - t)
+    return statistics.median(times)
+
+
+def _passes(load: Callable[[str], Any], ids: list[str], repeats: int) -> tuple[list[float], float]:
+    """Per-aggregate median load times over ``repeats`` passes through the whole sample, and
+    the median time of a whole pass.
+
+    Passes rather than one aggregate loaded several times in a row, which would time it with
+    warm caches; and the pass total too, because a garbage collection lands on one load of a
+    pass and the per-load medians drop it, while a real run of many loads pays for it.
+    """
+    times: list[list[float]] = [[] for _ in ids]
+    totals = []
+    for _ in range(repeats):
+        start = _clock()
+        for slot, i in zip(times, ids):
+            t = _clock()
+            load(i)
+            slot.append(_clock() - t)
+        totals.append(_clock() - start)
+    return [statistics.median(t) for t in times], statistics.median(totals)
+
+
+def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares intercept and slope, both kept >= 0 (a negative fixed cost is noise)."""
+    if np.ptp(x) == 0:
+        return 0.0, float(y.mean() / max(x.mean(), 1))
+    slope, intercept = np.polyfit(x, y, 1)
+    if slope <= 0:
+        return float(y.mean()), 0.0
+    if intercept < 0:
+        return 0.0, float((x * y).sum() / (x * x).sum())
+    return float(intercept), float(slope)
+
+
+def _calibrate_rebuild(
+    store: Any, projection: Any, sizes: list[int], repeats: int
+) -> tuple[list, float, float]:
+    from ..runner import ProjectionRunner
+
+    def run(n: int) -> None:
+        ProjectionRunner(store, projection, checkpoint="reset", batch_size=n).step(n)
+
+    run(sizes[0])  # warm-up: imports, caches, the first read of the files
+    rows = [("rebuild", n, _median_time(lambda n=n: run(n), repeats)) for n in sizes]
+    x = np.array([r[1] for r in rows], dtype=float)
+    y = np.array([r[2] for r in rows])
+    overhead, per_event = _line(x, y)
+    return rows, per_event, overhead
+
+
+def _snapshot_store(store: Any, scratch: str) -> Any:
+    from ..snapshots import InMemorySnapshotStore, ParquetSnapshotStore
+
+    # Same kind of storage as the events, but aside: calibration leaves the store untouched.
+    return (
+        ParquetSnapshotStore(scratch, durable=getattr(store, "durable", True))
+        if hasattr(store, "path")
+        else (InMemorySnapshotStore())
+    )
+
+
+def _calibrate_loads(
+    store: Any,
+    aggregate: type,
+    ids: list[str],
+    lengths: list[int],
+    repeats: int,
+    rng: np.random.Generator,
+) -> tuple[list, dict[str, float]]:
+    from ..repository import Repository
+    from ..snapshots import Snapshot
+
+    plain = Repository(store, aggregate)
+    rows: list[tuple[str, int, float]] = []
+    writes: list[float] = []
+    sizes: list[int] = []
+    tails: list[int] = []
+    for i in ids[: min(3, len(ids))]:
+        plain.load(i, use_snapshots=False)  # warm-up
+    plain_times, plain_pass = _passes(lambda i: plain.load(i, use_snapshots=False), ids, repeats)
+    rows += [("load", n, t) for n, t in zip(lengths, plain_times)]
+    with tempfile.TemporaryDirectory(prefix="esnb-calibrate-") as scratch:
+        snaps = _snapshot_store(store, scratch)
+        repo = Repository(store, aggregate, snapshots=snaps)
+        for i, n in zip(ids, lengths):
+            tail = int(rng.integers(0, n))  # snapshot at version n - tail: tails 0 … n-1
+            version = n - tail
+            agg = plain.load(i, version=version, use_snapshots=False)
+            last = store.read_stream(
+                aggregate.stream_id_for(i), from_version=version, to_version=version
+            )[0]
+
+            def write(agg: Any = agg, last: Any = last, version: int = version) -> None:
+                state = json.dumps(agg.get_state(), separators=(",", ":"))
+                snaps.save(Snapshot(repo.aggregate_type, agg.id, version, aggregate.schema_version,
+                                    last.event_id, datetime.now(UTC), state))  # fmt: skip
+
+            writes.append(_median_time(write, repeats))
+            sizes.append(len(json.dumps(agg.get_state(), separators=(",", ":")).encode()))
+            tails.append(tail)
+        snap_times, snap_pass = _passes(repo.load, ids, repeats)
+        rows += [("snapshot_load", n, t) for n, t in zip(tails, snap_times)]
+    plain_x, plain_y = np.array(lengths, dtype=float), np.array(plain_times)
+    snap_x = np.array(tails, dtype=float)
+    # The line through the per-load medians gives the shape (fixed and per-event cost) ...
+    overhead, per_event = _line(plain_x, plain_y)
+    # ... the whole passes give the level, collections included.
+    scale = plain_pass / max(float(plain_y.sum()), 1e-12)
+    overhead, per_event = overhead * scale, per_event * scale
+    read = (snap_pass - len(ids) * overhead - per_event * float(snap_x.sum())) / len(ids)
+    rows += [("snapshot_write", 0, w) for w in writes]
+    return rows, {
+        "load_overhead": max(float(overhead), 0.0),
+        "load_event_cost": float(per_event),
+        "snapshot_read_cost": max(float(read), 0.0),
+        "snapshot_write_cost": float(np.median(writes)),
+        "snapshot_bytes": float(np.mean(sizes)),
+    }
+
+
+def calibrate(
+    store: Any,
+    *,
+    projection: Any = None,
+    aggregate: type | None = None,
+    sample_events: int = 20_000,
+    sample_streams: int = 40,
+    repeats: int = 3,
+    timer: Literal["wall", "cpu"] = "wall",
+    seed: int = 0,
+) -> RebuildCosts:
+    """Measure rebuild, load and snapshot costs on ``store`` for :func:`~esnotebook.sim.rebuild_cost`.
+
+    Parameters
+    ----------
+    store
+        The event store (in memory or Parquet). Nothing is written to it: snapshots made
+        for the measurement go to a scratch snapshot store of the same kind.
+    projection
+        The projection whose rebuild is timed (default: the order domain's
+        :class:`~esnotebook.readmodels.OrderSummary`, handler form). It replays prefixes of
+        ``sample_events/4``, ``/2`` and the whole sample; the line through the medians
+        gives ``apply_cost`` (seconds per event) and ``rebuild_overhead``.
+    aggregate
+        The aggregate class whose loads are timed (default
+        :class:`~esnotebook.examples.Order`); its streams give the store's shape.
+    sample_events
+        Events in the largest rebuild timed (at most the store's).
+    sample_streams
+        Aggregates loaded: each without a snapshot, and from a snapshot at a random version.
+    repeats
+        Each timing is the median of this many runs.
+    timer
+        ``"wall"`` (default): elapsed seconds, what a user waits. ``"cpu"``: the process's
+        CPU seconds, which other processes competing for the cores do not inflate - for
+        comparing runs on a busy shared machine (on an idle one the two agree for this
+        single-threaded work, except for disk waits).
+    seed
+        Chooses the sampled aggregates and snapshot versions.
+
+    Returns
+    -------
+    RebuildCosts
+
+    Examples
+    --------
+    >>> import esnotebook as es
+    >>> from esnotebook.datasets import generate_orders
+    >>> store = es.InMemoryEventStore()
+    >>> _ = store.append_frame(generate_orders(200, seed=1, progress=False))
+    >>> costs = calibrate(store, sample_events=500, sample_streams=5, repeats=1)
+    >>> costs.streams
+    200
+    """
+    if projection is None:
+        from ..readmodels import OrderSummary
+
+        projection = OrderSummary()
+    if aggregate is None:
+        from ..examples import Order
+
+        aggregate = Order
+    for name, value, least in (("sample_events", sample_events, 4), ("sample_streams", sample_streams, 2),
+                               ("repeats", repeats, 1)):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name!r} must be an int >= {least} (got {value!r})")
+    head = store.head_position
+    if head < 4:
+        raise ValueError(f"calibrate needs a store with at least 4 events (got {head})")
+    prefix = f"{aggregate.stream_prefix}-"
+    shape = (
+        store.scan()
+        .select("stream_id")
+        .filter(pl.col("stream_id").str.starts_with(prefix))
+        .group_by("stream_id")
+        .len()
+        .sort("stream_id")
+        .collect()
+    )
+    if shape.height == 0:
+        raise ValueError(
+            f"the store has no {aggregate.__name__} streams (named {prefix}<id>) to time loads on"
+        )
+    rng = np.random.default_rng(seed)
+    top = min(sample_events, head)
+    sizes = sorted({max(1, top // 4), max(1, top // 2), top})
+    pick = rng.choice(shape.height, size=min(sample_streams, shape.height), replace=False)
+    sample = shape[np.sort(pick)]
+    ids = [s[len(prefix) :] for s in sample["stream_id"].to_list()]
+    lengths = sample["len"].to_list()
+    sample_frame = store.scan().head(min(head, 10_000)).collect()
+    if timer not in _TIMERS:
+        raise ValueError(f"'timer' must be 'wall' or 'cpu' (got {timer!r})")
+    global _clock
+    _clock = _TIMERS[timer]
+    try:
+        # Timed with the garbage collector on: collections are part of what a load costs.
+        rebuild_rows, apply_cost, overhead = _calibrate_rebuild(store, projection, sizes, repeats)
+        load_rows, loads = _calibrate_loads(store, aggregate, ids, lengths, repeats, rng)
+    finally:
+        _clock = time.perf_counter
+    return RebuildCosts(
+        apply_cost=apply_cost if apply_cost > 0 else rebuild_rows[-1][2] / rebuild_rows[-1][1],
+        rebuild_overhead=overhead,
+        event_bytes=sample_frame.estimated_size() / max(sample_frame.height, 1),
+        events=head,
+        streams=shape.height,
+        stream_lengths=tuple(shape["len"].to_list()),
+        measurements=pl.DataFrame(rebuild_rows + load_rows, schema=_MEASUREMENTS, orient="row"),
+        **loads,
+    )
