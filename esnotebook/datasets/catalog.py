@@ -51,6 +51,8 @@ class Dataset:
         return round(self.orders * expected_events_per_order(**self.knobs))
 
     def recipe(self, *, orders: int | None = None, seed: int | None = None) -> dict[str, Any]:
+        from ..store.parquet import FORMAT_VERSION
+
         return {
             "name": self.name,
             "orders": self.orders if orders is None else orders,
@@ -58,6 +60,8 @@ class Dataset:
             "days": self.days,
             "start": _START.isoformat(),
             "knobs": self.knobs,
+            # A working copy made by an older esnotebook is rebuilt, not misread.
+            "store_format": FORMAT_VERSION,
         }
 
     def _repr_html_(self) -> str:
