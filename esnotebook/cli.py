@@ -1,14 +1,17 @@
 """The ``esnotebook`` command.
 
-``esnotebook demo`` generates the synthetic order workload into an embedded Parquet store
-and prints what is in it. Subcommands are registered in :func:`build_parser`, so later
-parts of the tour add theirs beside ``demo``.
+``esnotebook demo`` generates the synthetic order workload into an embedded Parquet store,
+prints what is in it, then runs the whole tour on it (projections, the saga under faults,
+snapshots, dead letters, lag and capacity; see :mod:`esnotebook.tour`) and writes the
+report. Subcommands are registered in :func:`build_parser`.
 
 The demo folder (default ``./esnotebook-demo``)::
 
     esnotebook-demo/
       demo.json      what was generated (seed, size, knobs) and whether it finished
       store/         the Parquet event store
+      report.html    the tour's report (with --store-only: not written)
+      figures/       its PNG figures
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class DemoSummary:
     generate_seconds: float
     import_seconds: float
     notes: list[str] = field(default_factory=list)
+    tour: Any = None
 
     @property
     def import_rate(self) -> float:
@@ -100,17 +104,24 @@ class DemoSummary:
         out.append("event types")
         for name, count in self.event_types.items():
             out.append(f"  {name:<18}{count:>12,}")
+        if self.tour is not None:
+            out.append("")
+            out.extend(self.tour.lines())
         return out
 
     def _repr_html_(self) -> str:
         import html
 
+        store_lines = self.lines()[
+            : len(self.lines()) - (len(self.tour.lines()) + 1 if self.tour else 0)
+        ]
         body = "".join(
             f"<tr><td style='text-align:left'><pre style='margin:0'>{html.escape(line)}</pre>"
             "</td></tr>"
-            for line in self.lines()
+            for line in store_lines
         )
-        return f"<b>esnotebook demo</b><table>{body}</table>"
+        tour = "" if self.tour is None else self.tour._repr_html_()
+        return f"<b>esnotebook demo</b><table>{body}</table>{tour}"
 
 
 # ---------------------------------------------------------------------- the demo
@@ -121,9 +132,13 @@ def run_demo(
     events: int | None = None,
     seed: int = 0,
     fresh: bool = False,
+    tour: bool = True,
+    saga_orders: int | None = None,
+    replications: int = 10,
     say: TextIO | None = None,
 ) -> DemoSummary:
-    """Generate the order workload into ``out/store`` (a Parquet store) and summarise it.
+    """Generate the order workload into ``out/store`` (a Parquet store), summarise it, and
+    run the tour on it into ``out/report.html``.
 
     Parameters
     ----------
@@ -137,22 +152,52 @@ def run_demo(
         Seed of the workload.
     fresh
         Regenerate even when ``out`` already holds a finished demo store.
+    tour
+        Run the tour and write the report (``False``: only the store and its summary).
+    saga_orders
+        Orders placed by command for the saga, snapshot and dead-letter steps (default:
+        300, or the workload's order count when smaller).
+    replications
+        Replications per candidate in the tour's capacity search (>= 2).
     say
         Where progress notes go (default: nowhere).
 
     Examples
     --------
     >>> import tempfile
-    >>> summary = run_demo(tempfile.mkdtemp() + "/demo", orders=100)
+    >>> summary = run_demo(tempfile.mkdtemp() + "/demo", orders=100, tour=False)
     >>> summary.streams
     100
     """
-    from .store import ParquetEventStore
-
     n_orders = _orders_wanted(orders, events)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise DemoError(f"'seed' must be an int >= 0 (got {seed!r})")
-    out = Path(out)
+    if saga_orders is not None and (
+        isinstance(saga_orders, bool) or not isinstance(saga_orders, int) or saga_orders < 1
+    ):
+        raise DemoError(f"'saga_orders' must be an int >= 1 (got {saga_orders!r})")
+    if isinstance(replications, bool) or not isinstance(replications, int) or replications < 2:
+        raise DemoError(f"'replications' must be an int >= 2 (got {replications!r})")
+    summary = _store_step(Path(out), n_orders=n_orders, seed=seed, fresh=fresh,
+                          asked=orders is not None or events is not None, say=say)  # fmt: skip
+    if not tour:
+        return summary
+    from dataclasses import replace
+
+    from .store import ParquetEventStore
+    from .tour import run_tour
+
+    wanted = saga_orders if saga_orders is not None else min(300, summary.orders)
+    result = run_tour(ParquetEventStore(summary.path), Path(out), saga_orders=wanted,
+                      seed=summary.seed, replications=replications, say=say)  # fmt: skip
+    return replace(summary, tour=result)
+
+
+def _store_step(
+    out: Path, *, n_orders: int, seed: int, fresh: bool, asked: bool, say: TextIO | None
+) -> DemoSummary:
+    from .store import ParquetEventStore
+
     manifest = _inspect_folder(out)
     notes: list[str] = []
     if manifest is not None and manifest.get("complete") and not fresh:
@@ -160,7 +205,7 @@ def run_demo(
             f"found an existing demo store in {out} ({manifest['orders']:,} orders, "
             f"seed {manifest['seed']}); reusing it"
         )
-        asked = orders is not None or events is not None or seed != 0
+        asked = asked or seed != 0
         if asked and (manifest["orders"], manifest["seed"]) != (n_orders, seed):
             notes.append(
                 f"it was made with {manifest['orders']:,} orders and seed {manifest['seed']}, "
@@ -327,9 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
-        help="generate the order workload into a Parquet event store and summarise it",
+        help="generate the order workload into a Parquet store and run the whole tour",
         description="Generate the synthetic order workload into an embedded Parquet event "
-        "store (in <out>/store) and print what it holds.",
+        "store (in <out>/store), print what it holds, then run the tour on it: projections "
+        "built, rebuilt and shadow-rebuilt; the fulfilment saga under injected faults; "
+        "snapshots; a poison event in the dead-letter queue; consumer lag behind a bursty "
+        "producer and the capacity that keeps it in bounds. Writes <out>/report.html with "
+        "its figures in <out>/figures/.",
     )
     demo.add_argument("--out", default=DEFAULT_OUT, metavar="PATH",
                       help=f"the demo folder (default ./{DEFAULT_OUT})")  # fmt: skip
@@ -342,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--fresh", action="store_true",
                       help="regenerate even if the folder holds an earlier demo store")  # fmt: skip
+    demo.add_argument("--store-only", action="store_true",
+                      help="only generate and summarise the store: no tour, no report")  # fmt: skip
+    demo.add_argument("--saga-orders", type=int, metavar="N",
+                      help="orders placed by command for the saga part (default 300)")  # fmt: skip
+    demo.add_argument("--replications", type=int, default=10, metavar="N",
+                      help="replications per candidate in the capacity search (default 10)")  # fmt: skip
     demo.set_defaults(handler=_demo_command)
     return parser
 
@@ -349,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _demo_command(args: argparse.Namespace) -> int:
     summary = run_demo(
         args.out, orders=args.orders, events=args.events, seed=args.seed, fresh=args.fresh,
-        say=sys.stdout,
+        tour=not args.store_only, saga_orders=args.saga_orders,
+        replications=args.replications, say=sys.stdout,
     )  # fmt: skip
     print("\n".join(summary.lines()))
     return 0

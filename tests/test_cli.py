@@ -60,8 +60,9 @@ def check_against_store(summary: dict, store: es.ParquetEventStore) -> None:
     assert summary["span"].startswith(f"{first} UTC .. {last} UTC")
 
 
-def demo(tmp_path, *args: str, name: str = "demo") -> int:
-    return main(["demo", "--out", str(tmp_path / name), *args])
+def demo(tmp_path, *args: str, name: str = "demo", tour: bool = False) -> int:
+    """Run ``esnotebook demo`` in-process; the store-handling tests skip the (slower) tour."""
+    return main(["demo", "--out", str(tmp_path / name), *args, *([] if tour else ["--store-only"])])
 
 
 # ---------------------------------------------------------------------- in-process
@@ -177,7 +178,7 @@ def test_no_command_prints_the_help_and_fails(capsys):
 
 
 def test_the_summary_object_has_a_frame_and_an_escaped_html_view(tmp_path):
-    summary = run_demo(tmp_path / "<demo>", orders=50)
+    summary = run_demo(tmp_path / "<demo>", orders=50, tour=False)
     frame = summary.to_polars()
     assert frame.columns == ["event_type", "events"]
     assert frame["events"].sum() == summary.events
@@ -192,13 +193,131 @@ def test_python_dash_m_esnotebook_demo_runs_as_a_subprocess(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "esnotebook", "demo", "--out", str(out), "--orders", "150",
-         "--seed", "1"],
+         "--seed", "1", "--saga-orders", "15", "--replications", "2"],
         capture_output=True, text=True, timeout=120, env=env, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # no progress bars or warnings under TQDM_DISABLE
+    assert (out / "report.html").is_file() and len(list((out / "figures").glob("*.png"))) == 5
     summary = parse_summary(proc.stdout)
     check_against_store(summary, es.ParquetEventStore(out / "store"))
     assert summary["streams"] == 150
     # The store's lock was released when the process ended: this process can write.
     with es.ParquetEventStore(out / "store") as store:
         store.append("order-x", [es.NewEvent("OrderPlaced", {"order_id": "x", "customer": "c"})])
+
+
+# ---------------------------------------------------------------------- the full tour
+@pytest.fixture(scope="module")
+def toured(tmp_path_factory):
+    """One small full demo run (store, tour, report), shared by the checks below."""
+    import io
+
+    out = tmp_path_factory.mktemp("tour") / "demo"
+    said = io.StringIO()
+    summary = run_demo(out, orders=400, seed=3, saga_orders=40, replications=4, say=said)
+    return out, summary, said.getvalue()
+
+
+def test_the_tour_writes_a_report_whose_figures_all_exist(toured):
+    out, summary, _ = toured
+    report = out / "report.html"
+    assert report.is_file() and summary.tour.report == report
+    text = report.read_text()
+    sources = re.findall(r"<img src='([^']+)'", text)
+    assert len(sources) == 5 and len(summary.tour.figures) == 5
+    for src in sources:
+        png = out / src
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", src
+    assert "<script" not in text.lower()
+
+
+def test_the_reports_numbers_agree_with_the_store(toured):
+    from esnotebook.report import read_facts
+
+    out, summary, _ = toured
+    facts = read_facts(out / "report.html")
+    store = es.ParquetEventStore(out / "store")
+    frame = store.to_polars()
+    placed = frame.filter(frame["event_type"] == "OrderPlaced").height
+    assert int(facts["store.events"]) == len(store) == summary.events
+    assert int(facts["store.streams"]) == len(store.streams()) == 400
+    assert int(facts["store.event_types"]) == frame["event_type"].n_unique()
+    assert int(facts["store.orders_placed"]) == placed
+    assert int(facts["store.files"]) == len(store.files())
+    assert int(facts["store.bytes"]) == store.size_on_disk()
+    assert facts["store.first_event"] == str(frame["recorded_at"].min())
+    assert facts["store.last_event"] == str(frame["recorded_at"].max())
+    # The projection holds one row per order and has read the whole store, three ways alike.
+    assert int(facts["projection.rows"]) == placed
+    assert int(facts["projection.checkpoint"]) == len(store)
+    assert facts["projection.agree"] == "True"
+    assert int(facts["projection.steps"]) >= 20
+
+
+def test_the_saga_snapshot_and_dead_letter_parts_add_up(toured):
+    from esnotebook.report import read_facts
+
+    facts = read_facts(toured[0] / "report.html")
+    n = int(facts["saga.orders"])
+    assert n == 40
+    ended = sum(int(facts[f"saga.{k}"]) for k in ("completed", "compensated", "dead_lettered"))
+    assert ended == n, "every saga instance finished one way or the other"
+    # A declined payment is never retried: each one compensates exactly one order.
+    assert int(facts["saga.compensated"]) >= int(facts["saga.injected_permanent"]) > 0
+    assert facts["saga.trace_ok"] == "True" and int(facts["saga.trace_events"]) > 3
+    assert facts["snapshots.same_state"] == "True"
+    assert (
+        float(facts["snapshots.mean_tail"])
+        < int(facts["snapshots.every"])
+        < float(facts["snapshots.mean_stream"])
+    )
+    assert facts["dlq.caught_poison"] == "True" and int(facts["dlq.dead_letters"]) == 1
+    assert facts["dlq.checkpoint"] == facts["dlq.head"]
+    assert int(facts["dlq.rows"]) == n
+
+
+def test_the_capacity_answer_beats_the_consumer_that_lagged(toured):
+    from esnotebook.report import read_facts
+
+    facts = read_facts(toured[0] / "report.html")
+    rate, consumer = float(facts["capacity.rate"]), float(facts["lag.consumer_rate"])
+    # The burst (1000/s for 60 s) swamps a 300/s consumer; the answer must be faster, and
+    # below the burst's own rate (a backlog may build as long as it drains within 10 s p99).
+    assert consumer < rate < 1000
+    assert float(facts["capacity.fraction"]) >= 0.9
+    assert float(facts["lag.p99_time_lag"]) > 10
+
+
+def test_the_demo_summary_html_stays_compact_with_the_tour(toured):
+    html = toured[1]._repr_html_()
+    assert html.count("<tr") <= 60 and "more rows not shown" in html and "<script" not in html
+    assert "esnotebook demo tour" in html
+
+
+def test_the_printed_tour_summary_names_the_report(toured):
+    out, summary, said = toured
+    text = "\n".join(summary.lines())
+    assert f"report                                {out / 'report.html'}" in text
+    assert "tour: consumer lag and the capacity question" in said
+    assert summary.tour.to_polars().height == len(summary.tour.facts)
+
+
+def test_bad_saga_orders_are_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(DemoError, match=r"'saga_orders' must be an int >= 1 \(got 0\)"):
+        run_demo(tmp_path / "demo", orders=10, saga_orders=0)
+    with pytest.raises(DemoError, match=r"'replications' must be an int >= 2 \(got 1\)"):
+        run_demo(tmp_path / "demo", orders=10, replications=1)
+    assert not (tmp_path / "demo").exists()
+
+
+def test_the_snapshot_model_replays_the_same_tail_as_was_measured(toured):
+    """The calibrated model's mean replayed tail is exact (it knows the stream lengths), so
+    it must equal the tail measured after the snapshots the tour took."""
+    from esnotebook.report import read_facts
+
+    facts = read_facts(toured[0] / "report.html")
+    assert float(facts["snapshots.model_tail"]) == pytest.approx(
+        float(facts["snapshots.mean_tail"]), abs=0.11
+    )
+    assert float(facts["snapshots.model_full_ms"]) > 0
