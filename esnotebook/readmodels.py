@@ -1,0 +1,505 @@
+"""Read models of the order domain, shipped ready to run.
+
+- :class:`OrderSummary` (handler form) and :class:`OrderSummaryFrame` (vectorised form): one
+  row per order. Both give the identical frame for every valid history.
+- :class:`RevenueByDaySku` (vectorised): paid revenue per UTC day and SKU.
+- :class:`CustomerValue` (vectorised): orders, paid orders and lifetime value per customer.
+
+Money is integer cents. An ``ItemRemoved`` carries no price: the removed units are valued
+at the price of the latest ``ItemAdded`` of that SKU in the order, which is why the order
+summary keeps the latest prices of an order (hidden column ``open_prices``) until it is paid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from ._schema import UTC_DATETIME
+from .events import RecordedEvent
+from .projections import Projection, ProjectionError, VectorisedProjection
+
+__all__ = ["CustomerValue", "OrderSummary", "OrderSummaryFrame", "RevenueByDaySku"]
+
+PRICE = pl.Struct({"sku": pl.String(), "price": pl.Int64()})
+
+ORDER_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+    "order_id": pl.String(),
+    "customer": pl.String(),
+    "status": pl.String(),
+    "item_count": pl.Int64(),
+    "total": pl.Int64(),
+    "amount_paid": pl.Int64(),
+    "failed_payments": pl.Int64(),
+    "placed_at": UTC_DATETIME,
+    "updated_at": UTC_DATETIME,
+    "last_position": pl.Int64(),
+    "open_prices": pl.List(PRICE),
+}
+
+ORDER_EVENTS = (
+    "ItemAdded",
+    "ItemRemoved",
+    "OrderCancelled",
+    "OrderPlaced",
+    "OrderShipped",
+    "PaymentFailed",
+    "PaymentReceived",
+)
+
+#: The status an event puts an order in; item events leave the status as it was.
+STATUS_AFTER = {
+    "OrderPlaced": "placed",
+    "PaymentFailed": "payment_failed",
+    "PaymentReceived": "paid",
+    "OrderShipped": "shipped",
+    "OrderCancelled": "cancelled",
+}
+#: Statuses in which items may still be added or removed.
+OPEN = ("placed", "payment_failed")
+_STATUS_CODE = {t: i for i, t in enumerate(STATUS_AFTER, start=1)}
+_CODE_STATUS = {i: STATUS_AFTER[t] for t, i in _STATUS_CODE.items()}
+
+ORDER_FIELDS: dict[str, pl.DataType] = {
+    "order_id": pl.String(),
+    "customer": pl.String(),
+    "sku": pl.String(),
+    "quantity": pl.Int64(),
+    "price": pl.Int64(),
+    "amount": pl.Int64(),
+}
+
+
+class OrderSummary(Projection):
+    """One row per order, built event by event (the handler form).
+
+    Columns: ``order_id, customer, status`` (placed, payment_failed, paid, shipped,
+    cancelled), ``item_count, total`` (cents), ``amount_paid``, ``failed_payments``,
+    ``placed_at`` (when the order was placed), ``updated_at`` (the latest recorded time of
+    its events) and ``last_position``. The state also keeps ``open_prices`` (hidden from the
+    result): the latest unit price per SKU while items may still change, to value removals.
+
+    Examples
+    --------
+    >>> import esnotebook as es
+    >>> store = es.InMemoryEventStore()
+    >>> _ = store.append("order-1", [
+    ...     es.NewEvent("OrderPlaced", {"order_id": "1", "customer": "ada"}),
+    ...     es.NewEvent("ItemAdded", {"order_id": "1", "sku": "tea", "quantity": 2, "price": 350}),
+    ... ])
+    >>> OrderSummary().rebuild(store.read_all()).select("order_id", "item_count", "total").row(0)
+    ('1', 2, 700)
+    """
+
+    key = "order_id"
+    schema = ORDER_SUMMARY_SCHEMA
+    hidden = ("open_prices",)
+
+    def key_of(self, event: RecordedEvent) -> Any:
+        return event.data["order_id"]
+
+    @staticmethod
+    def _touch(row: dict[str, Any], event: RecordedEvent, **changes: Any) -> dict[str, Any]:
+        updated = max(row["updated_at"], event.recorded_at)
+        return {**row, **changes, "updated_at": updated, "last_position": event.position}
+
+    @staticmethod
+    def _existing(row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
+        if row is None:
+            raise ProjectionError(
+                f"{event.event_type} at position {event.position} for order "
+                f"{event.data['order_id']!r}, which was never placed (expected an OrderPlaced first)"
+            )
+        return row
+
+    @staticmethod
+    def _open(row: dict[str, Any], event: RecordedEvent) -> list[dict[str, Any]]:
+        if row["open_prices"] is None:
+            raise ProjectionError(
+                f"{event.event_type} at position {event.position}: order "
+                f"{event.data['order_id']!r} is {row['status']}; items change only before payment"
+            )
+        return row["open_prices"]
+
+    def on_OrderPlaced(self, row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
+        if row is not None:
+            raise ProjectionError(
+                f"OrderPlaced at position {event.position}: order {event.data['order_id']!r} "
+                f"was already placed (at position {row['last_position']} or before)"
+            )
+        return {
+            "order_id": event.data["order_id"], "customer": event.data["customer"],
+            "status": "placed", "item_count": 0, "total": 0, "amount_paid": 0,
+            "failed_payments": 0, "placed_at": event.recorded_at,
+            "updated_at": event.recorded_at, "last_position": event.position, "open_prices": [],
+        }  # fmt: skip
+
+    def on_ItemAdded(self, row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
+        row = self._existing(row, event)
+        d = event.data
+        sku, qty, price = d["sku"], d["quantity"], d["price"]
+        prices = [p for p in self._open(row, event) if p["sku"] != sku]
+        prices.append({"sku": sku, "price": price})
+        prices.sort(key=lambda p: p["sku"])
+        return self._touch(
+            row, event, open_prices=prices,
+            item_count=row["item_count"] + qty, total=row["total"] + qty * price,
+        )  # fmt: skip
+
+    def on_ItemRemoved(self, row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
+        row = self._existing(row, event)
+        d = event.data
+        sku, qty = d["sku"], d["quantity"]
+        prices = self._open(row, event)
+        price = next((p["price"] for p in prices if p["sku"] == sku), None)
+        if price is None:
+            raise ProjectionError(
+                f"ItemRemoved at position {event.position}: order {d['order_id']!r} never had "
+                f"SKU {sku!r} (SKUs added: {[p['sku'] for p in prices]})"
+            )
+        return self._touch(
+            row, event, item_count=row["item_count"] - qty, total=row["total"] - qty * price
+        )
+
+    def _closing(self, row: dict[str, Any] | None, event: RecordedEvent, **changes: Any) -> dict[str, Any]:
+        status = STATUS_AFTER[event.event_type]
+        prices = row["open_prices"] if status in OPEN else None  # type: ignore[index]
+        return self._touch(row, event, status=status, open_prices=prices, **changes)  # type: ignore[arg-type]
+
+    def on_PaymentReceived(self, row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
+        row = self._existing(row, event)
+        return self._closing(row, event, amount_paid=row["amount_paid"] + event.data["amount"])
+
+    def on_PaymentFailed(self, row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
+        row = self._existing(row, event)
+        return self._closing(row, event, failed_payments=row["failed_payments"] + 1)
+
+    def on_OrderShipped(self, row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
+        return self._closing(self._existing(row, event), event)
+
+    def on_OrderCancelled(self, row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
+        return self._closing(self._existing(row, event), event)
+
+
+def _is(*types: str) -> pl.Expr:
+    return pl.col("event_type").is_in(types) if len(types) > 1 else pl.col("event_type") == types[0]
+
+
+class OrderSummaryFrame(VectorisedProjection):
+    """:class:`OrderSummary` as polars expressions (the vectorised form); same frame.
+
+    Every aggregation is a plain sum, min or max over per-event columns (polars' fast
+    path), and none depends on row order (the latest event is found by its position).
+
+    Examples
+    --------
+    >>> import esnotebook as es
+    >>> store = es.InMemoryEventStore()
+    >>> _ = store.append("order-1", [
+    ...     es.NewEvent("OrderPlaced", {"order_id": "1", "customer": "ada"}),
+    ...     es.NewEvent("ItemAdded", {"order_id": "1", "sku": "tea", "quantity": 2, "price": 350}),
+    ... ])
+    >>> OrderSummaryFrame().rebuild(store.scan()).select("order_id", "item_count", "total").row(0)
+    ('1', 2, 700)
+    """
+
+    name = "OrderSummary"
+    key = "order_id"
+    partition_key = "order_id"
+    schema = ORDER_SUMMARY_SCHEMA
+    hidden = ("open_prices",)
+    event_types = ORDER_EVENTS
+    fields = ORDER_FIELDS
+
+    def fold(self, state: pl.LazyFrame, events: pl.LazyFrame) -> pl.LazyFrame:
+        added, removed = _is("ItemAdded"), _is("ItemRemoved")
+        # The latest status-changing event wins: max(position * 8 + code) finds it in any order.
+        code = pl.col("event_type").replace_strict(_STATUS_CODE, default=None, return_dtype=pl.Int64)
+        delta = (
+            events.select(
+                "order_id",
+                pl.when(_is("OrderPlaced")).then(pl.col("customer")).alias("new_customer"),
+                pl.when(_is("OrderPlaced")).then(pl.col("recorded_at")).alias("new_placed_at"),
+                (pl.col("position") * 8 + code).alias("new_status"),
+                pl.when(added).then(pl.col("quantity")).when(removed).then(-pl.col("quantity")).alias("d_items"),
+                pl.when(added).then(pl.col("quantity") * pl.col("price")).alias("d_added"),
+                pl.when(_is("PaymentReceived")).then(pl.col("amount")).alias("d_paid"),
+                _is("PaymentFailed").cast(pl.Int64).alias("d_failed"),
+                pl.col("recorded_at").alias("new_updated_at"),
+                pl.col("position").alias("new_position"),
+            )
+            .group_by("order_id")
+            .agg(
+                pl.col("new_customer").max(), pl.col("new_placed_at").min(),
+                pl.col("new_status").max().mod(8), pl.col("d_items").sum(),
+                pl.col("d_added").sum(), pl.col("d_paid").sum(), pl.col("d_failed").sum(),
+                pl.col("new_updated_at").max(), pl.col("new_position").max(),
+            )
+            .with_columns(
+                pl.col("new_status").replace_strict(_CODE_STATUS, default=None, return_dtype=pl.String)
+            )
+        )  # fmt: skip
+        adds = events.filter(added).select("order_id", "sku", "position", "price")
+        removals = events.filter(removed).select("order_id", "sku", "position", "quantity")
+        empty = self._empty(state)
+        if empty:
+            known = adds
+        else:
+            # Prices known before this batch, for the open orders this batch touches.
+            prior = (
+                state.select("order_id", "open_prices")
+                .filter(pl.col("open_prices").is_not_null())
+                .join(delta.select("order_id"), on="order_id", how="semi")
+                .explode("open_prices")
+                .unnest("open_prices")
+                .drop_nulls("sku")
+                .select("order_id", "sku", pl.lit(0, pl.Int64).alias("position"), "price")
+            )
+            known = pl.concat([prior, adds])
+        # A removal is valued at its SKU's latest added price before it. Removals are few:
+        # narrowing the prices to their (order, SKU) pairs first keeps the join small.
+        removed_lines = removals.select("order_id", "sku").unique()
+        removed_value = (
+            removals.join(
+                known.join(removed_lines, on=["order_id", "sku"], how="semi"),
+                on=["order_id", "sku"], how="left", suffix="_add",
+            )  # fmt: skip
+            .filter(pl.col("position_add") < pl.col("position"))
+            .group_by("order_id", "sku", "position")
+            .agg(
+                pl.col("quantity").first(),
+                pl.col("price").sort_by("position_add").last(),
+            )
+            .group_by("order_id")
+            .agg((pl.col("quantity") * pl.col("price")).sum().alias("d_removed"))
+        )
+        if not empty:
+            delta = delta.join(state, on="order_id", how="left")
+        else:
+            delta = delta.with_columns(pl.lit(None, dt).alias(c) for c, dt in self.schema.items() if c != "order_id")
+        updated = (
+            delta.join(removed_value, on="order_id", how="left")
+            .select(
+                "order_id",
+                pl.coalesce("customer", "new_customer").alias("customer"),
+                pl.coalesce("new_status", "status").alias("status"),
+                (pl.col("item_count").fill_null(0) + pl.col("d_items")).alias("item_count"),
+                (
+                    pl.col("total").fill_null(0) + pl.col("d_added") - pl.col("d_removed").fill_null(0)
+                ).alias("total"),
+                (pl.col("amount_paid").fill_null(0) + pl.col("d_paid")).alias("amount_paid"),
+                (pl.col("failed_payments").fill_null(0) + pl.col("d_failed")).alias("failed_payments"),
+                pl.coalesce("placed_at", "new_placed_at").alias("placed_at"),
+                pl.max_horizontal("updated_at", "new_updated_at").alias("updated_at"),
+                pl.col("new_position").alias("last_position"),
+            )
+        )
+        # Latest price per SKU, kept only for orders that may still change their items.
+        still_open = updated.filter(pl.col("status").is_in(OPEN)).select("order_id")
+        open_prices = (
+            known.join(still_open, on="order_id", how="semi")
+            .group_by("order_id", "sku")
+            .agg(pl.col("price").sort_by("position").last())
+            .sort("order_id", "sku")
+            .group_by("order_id", maintain_order=True)
+            .agg(pl.struct("sku", "price").alias("open_prices"))
+        )
+        updated = updated.join(open_prices, on="order_id", how="left").with_columns(
+            pl.when(pl.col("status").is_in(OPEN))
+            .then(pl.col("open_prices").fill_null(pl.lit([], pl.List(PRICE))))
+            .alias("open_prices")
+        )
+        if empty:
+            return updated
+        untouched = state.join(delta.select("order_id"), on="order_id", how="anti")
+        return pl.concat([untouched, updated], how="vertical_relaxed")
+
+    @staticmethod
+    def _empty(state: pl.LazyFrame) -> bool:
+        # A rebuild starts from an empty state: skipping the merge with it saves a hash pass
+        # over every event.
+        return state.limit(1).collect().height == 0
+
+    def validate(self, state: pl.DataFrame) -> None:
+        orphans = state.filter(pl.col("customer").is_null())["order_id"]
+        if orphans.len():
+            raise ProjectionError(
+                f"events for {orphans.len()} order(s) that were never placed (expected an "
+                f"OrderPlaced first): {orphans.head(5).to_list()}"
+            )
+
+
+REVENUE_SCHEMA: dict[str, pl.DataType] = {
+    "day": pl.Date(),
+    "sku": pl.String(),
+    "units": pl.Int64(),
+    "revenue": pl.Int64(),
+    "orders": pl.UInt32(),
+}
+
+
+class RevenueByDaySku(VectorisedProjection):
+    """Paid revenue per UTC day and SKU: units sold, revenue (cents) and orders.
+
+    An order's lines count on the day its ``PaymentReceived`` was recorded, at the unit
+    price they were added at (removals valued at the SKU's latest price, as in
+    :class:`OrderSummary`). It keeps the open orders' lines in its state, keyed by
+    ``order_id`` with ``day`` null, until they are paid; :meth:`report` drops them.
+
+    Examples
+    --------
+    >>> import esnotebook as es
+    >>> store = es.InMemoryEventStore()
+    >>> _ = store.append("order-1", [
+    ...     es.NewEvent("OrderPlaced", {"order_id": "1", "customer": "ada"}),
+    ...     es.NewEvent("ItemAdded", {"order_id": "1", "sku": "tea", "quantity": 2, "price": 350}),
+    ...     es.NewEvent("PaymentReceived", {"order_id": "1", "amount": 700}),
+    ... ])
+    >>> p = RevenueByDaySku()
+    >>> p.report(p.rebuild(store.scan())).select("sku", "units", "revenue").row(0)
+    ('tea', 2, 700)
+    """
+
+    key = "sku"
+    schema = {**REVENUE_SCHEMA, "order_id": pl.String(), "price": pl.Int64()}
+    event_types = ("ItemAdded", "ItemRemoved", "PaymentReceived")
+    fields = ORDER_FIELDS
+
+    def fold(self, state: pl.LazyFrame, events: pl.LazyFrame) -> pl.LazyFrame:
+        paid_rows = state.filter(pl.col("day").is_not_null())
+        open_rows = state.filter(pl.col("day").is_null()).select(
+            "order_id", "sku", pl.lit(0, pl.Int64).alias("position"),
+            pl.col("units").alias("quantity"), "price", pl.col("revenue").alias("value"),
+        )  # fmt: skip
+        items = events.filter(_is("ItemAdded", "ItemRemoved")).select(
+            "order_id", "sku", "position",
+            pl.when(_is("ItemAdded")).then(pl.col("quantity")).otherwise(-pl.col("quantity")).alias("quantity"),
+            pl.when(_is("ItemAdded")).then(pl.col("price")).alias("price"),
+            pl.lit(None, pl.Int64).alias("value"),
+        )  # fmt: skip
+        lines = (
+            pl.concat([open_rows, items])
+            .with_columns(pl.col("price").forward_fill().over(["order_id", "sku"], order_by="position"))
+            # A carried-over open line brings its value so far; new rows are valued here.
+            .with_columns(pl.coalesce("value", pl.col("quantity") * pl.col("price")).alias("value"))
+            .group_by("order_id", "sku")
+            .agg(
+                pl.col("quantity").sum().alias("units"),
+                pl.col("price").last(),
+                pl.col("value").sum().alias("revenue"),
+            )
+        )
+        payments = events.filter(_is("PaymentReceived")).select(
+            "order_id", pl.col("recorded_at").dt.date().alias("day")
+        )
+        lines = lines.join(payments, on="order_id", how="left")
+        still_open = lines.filter(pl.col("day").is_null()).select(
+            pl.lit(None, pl.Date).alias("day"), "sku", "units", "revenue",
+            pl.lit(0, pl.UInt32).alias("orders"), "order_id", "price",
+        )  # fmt: skip
+        sold = lines.filter(pl.col("day").is_not_null() & (pl.col("units") != 0)).select(
+            "day", "sku", "units", "revenue", pl.lit(1, pl.UInt32).alias("orders"),
+            pl.lit(None, pl.String).alias("order_id"), pl.lit(None, pl.Int64).alias("price"),
+        )  # fmt: skip
+        merged = (
+            pl.concat([paid_rows, sold])
+            .group_by("day", "sku")
+            .agg(pl.col("units").sum(), pl.col("revenue").sum(), pl.col("orders").sum())
+            .select(
+                *REVENUE_SCHEMA,
+                pl.lit(None, pl.String).alias("order_id"), pl.lit(None, pl.Int64).alias("price"),
+            )  # fmt: skip
+        )
+        return pl.concat([merged, still_open]).sort("day", "sku", "order_id", nulls_last=True)
+
+    def run(self, state: pl.DataFrame, events: pl.LazyFrame | pl.DataFrame, **kwargs: Any) -> pl.DataFrame:
+        out = super().run(state, events, **kwargs)
+        return out.sort("day", "sku", "order_id", nulls_last=True)
+
+    @staticmethod
+    def report(state: pl.DataFrame) -> pl.DataFrame:
+        """The paid rows only: ``day, sku, units, revenue, orders``."""
+        return state.filter(pl.col("day").is_not_null()).select(list(REVENUE_SCHEMA))
+
+
+CUSTOMER_SCHEMA: dict[str, pl.DataType] = {
+    "customer": pl.String(),
+    "orders": pl.UInt32(),
+    "paid_orders": pl.UInt32(),
+    "lifetime_value": pl.Int64(),
+    "first_order_at": UTC_DATETIME,
+    "last_paid_at": UTC_DATETIME,
+}
+
+
+class CustomerValue(VectorisedProjection):
+    """Per customer: orders placed, orders paid, lifetime value (cents paid), first/last dates.
+
+    Payments carry the order id, not the customer, so the state remembers which customer
+    placed each order that is not paid yet (rows with ``customer`` null, ``pending_order``
+    set); :meth:`report` drops them.
+
+    Examples
+    --------
+    >>> import esnotebook as es
+    >>> store = es.InMemoryEventStore()
+    >>> _ = store.append("order-1", [
+    ...     es.NewEvent("OrderPlaced", {"order_id": "1", "customer": "ada"}),
+    ...     es.NewEvent("PaymentReceived", {"order_id": "1", "amount": 700}),
+    ... ])
+    >>> p = CustomerValue()
+    >>> p.report(p.rebuild(store.scan())).select("customer", "paid_orders", "lifetime_value").row(0)
+    ('ada', 1, 700)
+    """
+
+    key = "customer"
+    schema = {**CUSTOMER_SCHEMA, "pending_order": pl.String(), "pending_customer": pl.String()}
+    event_types = ("OrderPlaced", "PaymentReceived")
+    fields = ORDER_FIELDS
+
+    def fold(self, state: pl.LazyFrame, events: pl.LazyFrame) -> pl.LazyFrame:
+        known = state.filter(pl.col("customer").is_not_null())
+        pending = pl.concat([
+            state.filter(pl.col("customer").is_null()).select(
+                pl.col("pending_order").alias("order_id"), pl.col("pending_customer").alias("who")
+            ),
+            events.filter(_is("OrderPlaced")).select("order_id", pl.col("customer").alias("who")),
+        ])  # fmt: skip
+        paid = events.filter(_is("PaymentReceived")).select("order_id", "amount", "recorded_at")
+        settled = paid.join(pending, on="order_id", how="inner")
+        placed = events.filter(_is("OrderPlaced")).group_by("customer").agg(
+            pl.len().alias("d_orders"), pl.col("recorded_at").min().alias("first")
+        )
+        pay = settled.group_by(pl.col("who").alias("customer")).agg(
+            pl.len().alias("d_paid"), pl.col("amount").sum().alias("d_value"),
+            pl.col("recorded_at").max().alias("last"),
+        )  # fmt: skip
+        delta = placed.join(pay, on="customer", how="full", coalesce=True)
+        merged = delta.join(known, on="customer", how="full", coalesce=True).select(
+            "customer",
+            (pl.col("orders").fill_null(0) + pl.col("d_orders").fill_null(0)).alias("orders"),
+            (pl.col("paid_orders").fill_null(0) + pl.col("d_paid").fill_null(0)).alias("paid_orders"),
+            (pl.col("lifetime_value").fill_null(0) + pl.col("d_value").fill_null(0)).alias("lifetime_value"),
+            pl.min_horizontal("first_order_at", "first").alias("first_order_at"),
+            pl.max_horizontal("last_paid_at", "last").alias("last_paid_at"),
+            pl.lit(None, pl.String).alias("pending_order"),
+            pl.lit(None, pl.String).alias("pending_customer"),
+        )
+        waiting = pending.join(paid, on="order_id", how="anti").select(
+            pl.lit(None, pl.String).alias("customer"), pl.lit(0, pl.UInt32).alias("orders"),
+            pl.lit(0, pl.UInt32).alias("paid_orders"), pl.lit(0, pl.Int64).alias("lifetime_value"),
+            pl.lit(None, UTC_DATETIME).alias("first_order_at"),
+            pl.lit(None, UTC_DATETIME).alias("last_paid_at"),
+            pl.col("order_id").alias("pending_order"), pl.col("who").alias("pending_customer"),
+        )  # fmt: skip
+        return pl.concat([merged, waiting], how="vertical_relaxed")
+
+    def run(self, state: pl.DataFrame, events: pl.LazyFrame | pl.DataFrame, **kwargs: Any) -> pl.DataFrame:
+        out = super().run(state, events, **kwargs)
+        return out.sort("customer", "pending_order", nulls_last=True)
+
+    @staticmethod
+    def report(state: pl.DataFrame) -> pl.DataFrame:
+        """The customer rows only."""
+        return state.filter(pl.col("customer").is_not_null()).select(list(CUSTOMER_SCHEMA))

@@ -1,0 +1,571 @@
+"""The projection runner: a consumer that keeps a projection up to date with a store.
+
+It reads from its checkpoint (the last position applied) in batches, applies each batch,
+and commits the new state, the new checkpoint and the dead letters together through its
+target (see :mod:`esnotebook.runner_targets`), so a crash between batches neither skips nor
+re-applies an event. Each step records lag metrics (:mod:`esnotebook.monitoring`).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable, Hashable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+import polars as pl
+
+from .deadletter import DeadLetterQueue
+from .monitoring import METRICS_SCHEMA, LagStatus, lag_status
+from .projections import Engine, Projection, ProjectionError, VectorisedProjection
+from .runner_targets import Committed, MemoryTarget, ParquetTarget
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .store.base import EventStore
+
+__all__ = ["ProjectionRunner"]
+
+OnError = Literal["dead_letter", "park", "raise"]
+_ON_ERROR = ("dead_letter", "park", "raise")
+_DELETED = object()
+
+#: Rebuilds longer than this many events show a progress bar by default.
+PROGRESS_ABOVE = 1_000_000
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Overlay:
+    """A batch's changes over the committed handler state: committed only when the batch is."""
+
+    __slots__ = ("base", "changes")
+
+    def __init__(self, base: dict[Hashable, Any]) -> None:
+        self.base = base
+        self.changes: dict[Hashable, Any] = {}
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        value = self.changes.get(key, self.base.get(key, default))
+        return default if value is _DELETED else value
+
+    def __setitem__(self, key: Hashable, value: Any) -> None:
+        self.changes[key] = value
+
+    def pop(self, key: Hashable, default: Any = None) -> Any:
+        value = self.get(key, default)
+        self.changes[key] = _DELETED
+        return value
+
+    def merged(self) -> dict[Hashable, Any]:
+        """The base with the changes applied (the base dict itself, changed in place)."""
+        for key, value in self.changes.items():
+            if value is _DELETED:
+                self.base.pop(key, None)
+            else:
+                self.base[key] = value
+        self.changes = {}
+        return self.base
+
+
+class ProjectionRunner:
+    """Runs one projection against one store: steps, catch-up, rebuilds, dead letters, lag.
+
+    Parameters
+    ----------
+    store
+        Any :class:`~esnotebook.EventStore`.
+    projection
+        A :class:`~esnotebook.projections.Projection` (handler form) or
+        :class:`~esnotebook.projections.VectorisedProjection` instance.
+    target
+        ``"memory"`` (default), ``"parquet"`` (``<store.path>/projections/<name>/`` of a
+        Parquet store), or a :class:`MemoryTarget` / :class:`ParquetTarget`.
+    checkpoint
+        ``"resume"`` (default) continues from the state and checkpoint the target holds;
+        ``"reset"`` starts from position 0 with an empty state.
+    batch_size
+        Events read per :meth:`step` (default 10 000).
+    max_attempts
+        Times an event is tried before it becomes a dead letter (default 3).
+    on_error
+        ``"dead_letter"`` (default): record the event and go on; ``"park"``: also hold back
+        the later events of its stream; ``"raise"``: fail fast with :class:`ProjectionError`.
+    engine
+        The polars engine for vectorised folds (``"streaming"`` for larger-than-memory).
+    clock
+        Returns the current UTC time (tests pass a fake one).
+
+    Examples
+    --------
+    >>> import esnotebook as es
+    >>> from esnotebook.readmodels import OrderSummaryFrame
+    >>> store = es.InMemoryEventStore()
+    >>> _ = store.append("order-1", [es.NewEvent("OrderPlaced", {"order_id": "1", "customer": "ada"})])
+    >>> runner = ProjectionRunner(store, OrderSummaryFrame())
+    >>> runner.catch_up()
+    1
+    >>> runner.state.select("order_id", "status").row(0), runner.checkpoint
+    (('1', 'placed'), 1)
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        projection: Projection | VectorisedProjection,
+        *,
+        target: Literal["memory", "parquet"] | MemoryTarget | ParquetTarget = "memory",
+        checkpoint: Literal["resume", "reset"] = "resume",
+        batch_size: int = 10_000,
+        max_attempts: int = 3,
+        on_error: OnError = "dead_letter",
+        engine: Engine = "auto",
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if isinstance(projection, type):
+            projection = projection()
+        if not isinstance(projection, (Projection, VectorisedProjection)):
+            raise TypeError(
+                "'projection' must be a Projection or VectorisedProjection instance "
+                f"(got {type(projection).__name__})"
+            )
+        for name, value in (("batch_size", batch_size), ("max_attempts", max_attempts)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name!r} must be an int >= 1 (got {value!r})")
+        if on_error not in _ON_ERROR:
+            raise ValueError(f"'on_error' must be one of {_ON_ERROR} (got {on_error!r})")
+        if checkpoint not in ("resume", "reset"):
+            raise ValueError(f"'checkpoint' must be 'resume' or 'reset' (got {checkpoint!r})")
+        self.store = store
+        self.projection = projection
+        self.target = self._make_target(target)
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.on_error: OnError = on_error
+        self.engine: Engine = engine
+        self._clock = clock or _utc_now
+        self._metrics: list[dict[str, Any]] = []
+        self._frame_cache: tuple[int, pl.DataFrame] | None = None
+        self._commits = 0
+        unit = self.target.load() if checkpoint == "resume" else None
+        if unit is None:
+            self._state: Any = projection.initial()
+            self._checkpoint = 0
+            self._dlq = DeadLetterQueue(projection.name)
+        else:
+            self._state = self._from_frame(unit.state)
+            self._checkpoint = unit.checkpoint
+            self._dlq = DeadLetterQueue(projection.name, unit.dead_letters)
+            # A dead letter past the checkpoint was recorded by a batch that never committed.
+            self._dlq.drop_after(self._checkpoint)
+
+    def _make_target(self, target: Any) -> MemoryTarget | ParquetTarget:
+        if isinstance(target, (MemoryTarget, ParquetTarget)):
+            return target
+        if target == "memory":
+            return MemoryTarget()
+        if target == "parquet":
+            root = getattr(self.store, "path", None)
+            if root is None:
+                raise ValueError(
+                    "target='parquet' keeps the projection inside a ParquetEventStore's folder, "
+                    f"but the store is a {type(self.store).__name__}; pass "
+                    "target=ParquetTarget(path) to choose a folder"
+                )
+            return ParquetTarget(root / "projections" / self.projection.name)
+        raise ValueError(
+            "'target' must be 'memory', 'parquet', a MemoryTarget or a ParquetTarget "
+            f"(got {target!r})"
+        )
+
+    # ------------------------------------------------------------------ state
+    def _from_frame(self, state: Any) -> Any:
+        if isinstance(self.projection, Projection) and isinstance(state, pl.DataFrame):
+            return self.projection.from_frame(state)
+        return state
+
+    def _as_frame(self, state: Any) -> pl.DataFrame:
+        if isinstance(state, pl.DataFrame):
+            return state
+        return self.projection.to_frame(state)  # type: ignore[union-attr]
+
+    @property
+    def state(self) -> pl.DataFrame:
+        """The committed result as a polars frame, sorted by the projection's key."""
+        return self.projection.view(self.full_state)
+
+    @property
+    def full_state(self) -> pl.DataFrame:
+        """The committed state including the projection's hidden columns."""
+        if self._frame_cache is None or self._frame_cache[0] != self._commits:
+            self._frame_cache = (self._commits, self._as_frame(self._state))
+        return self._frame_cache[1]
+
+    def to_polars(self) -> pl.DataFrame:
+        return self.state
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.state.to_pandas()
+
+    @property
+    def checkpoint(self) -> int:
+        """The last position applied (0 before the first event)."""
+        return self._checkpoint
+
+    @property
+    def lag(self) -> int:
+        """Events in the store not applied yet."""
+        return self.store.head_position - self._checkpoint
+
+    @property
+    def dead_letters(self) -> DeadLetterQueue:
+        return self._dlq
+
+    @property
+    def metrics(self) -> pl.DataFrame:
+        """One row per step: wall time, head, checkpoint, lags, events/s (see monitoring)."""
+        return pl.DataFrame(self._metrics, schema=METRICS_SCHEMA, orient="row") if self._metrics else (
+            pl.DataFrame(schema=METRICS_SCHEMA)
+        )
+
+    def status(self, *, window: int = 10) -> LagStatus:
+        """The Burrow-style lag status of the last ``window`` steps (rules: monitoring)."""
+        return lag_status(
+            self.metrics, now=self._clock(), window=window,
+            head=self.store.head_position, checkpoint=self._checkpoint,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ commits
+    def _commit(self, state: Any, checkpoint: int, *, target: Any = None) -> None:
+        target = self.target if target is None else target
+        frame_state = state if isinstance(target, MemoryTarget) else self._as_frame(state)
+        dlq = self._dlq.to_polars() if len(self._dlq) or target.persistent else None
+        target.commit(Committed(frame_state, checkpoint, dlq, self._clock()))
+        self._state, self._checkpoint = state, checkpoint
+        self._commits += 1
+
+    # ------------------------------------------------------------------ stepping
+    def step(self, n: int | None = None) -> int:
+        """Apply the next batch of up to ``n`` events (default ``batch_size``); return how many
+        positions were consumed (0 when caught up). Records one metrics row."""
+        n = self.batch_size if n is None else n
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"'n' must be an int >= 1 (got {n!r})")
+        started = time.perf_counter()
+        head = self.store.head_position
+        start = self._checkpoint
+        end = min(head, start + n)
+        if end > start:
+            saved = self._dlq.copy()
+            try:
+                state = self._apply_range(self._state, start, end, strict=self.on_error == "raise")
+                self._commit(state, end)
+            except BaseException:
+                self._dlq = saved  # dead letters of a batch that did not commit are not real
+                raise
+        self._record(head, end - start, time.perf_counter() - started)
+        return end - start
+
+    def catch_up(self, max_events: int | None = None, *, progress: bool | None = None) -> int:
+        """Step until the head seen at the start is reached (or ``max_events`` were read).
+
+        Returns the number of positions consumed.
+        """
+        goal = self.store.head_position
+        if max_events is not None:
+            if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 0:
+                raise ValueError(f"'max_events' must be an int >= 0 or None (got {max_events!r})")
+            goal = min(goal, self._checkpoint + max_events)
+        done = 0
+        with self._progress(goal - self._checkpoint, progress, "catch-up") as bar:
+            while self._checkpoint < goal:
+                k = self.step(min(self.batch_size, goal - self._checkpoint))
+                done += k
+                bar.update(k)
+        return done
+
+    def _progress(self, total: int, progress: bool | None, what: str) -> Any:
+        from tqdm.auto import tqdm
+
+        show = total > PROGRESS_ABOVE if progress is None else progress
+        return tqdm(total=total, disable=not show or None, desc=f"{self.projection.name} {what}",
+                    unit="ev", unit_scale=True)  # fmt: skip
+
+    def _record(self, head: int, applied: int, seconds: float) -> None:
+        now = self._clock()
+        ckpt = self._checkpoint
+        time_lag = 0.0
+        if ckpt < head:
+            oldest = self.store.scan(from_position=ckpt, to_position=ckpt + 1).select("recorded_at").collect()
+            if oldest.height:
+                time_lag = max((now - oldest.item()).total_seconds(), 0.0)
+        self._metrics.append({
+            "wall_time": now, "head": head, "checkpoint": ckpt, "offset_lag": head - ckpt,
+            "time_lag_s": time_lag, "applied": applied, "seconds": seconds,
+            "events_per_s": applied / seconds if seconds > 0 else None,
+        })  # fmt: skip
+
+    # ------------------------------------------------------------------ applying
+    def _apply_range(self, state: Any, start: int, end: int, *, strict: bool) -> Any:
+        p = self.projection
+        if isinstance(p, Projection):
+            events = self.store.read_all(from_position=start, to_position=end, event_types=p.event_types)
+            # A persistent target may fail to commit: keep the committed dict untouched until
+            # it has (a shallow copy; the rows themselves are never mutated).
+            overlay = _Overlay(dict(state) if self.target.persistent and state is self._state else state)
+            for event in events:
+                self._apply_event(overlay, event, strict=strict)
+            return overlay.merged()
+        return self._fold(state, self._scan(start, end), strict=strict)
+
+    def _scan(self, start: int, end: int) -> pl.LazyFrame:
+        """The projection's events in ``start < position <= end``, lazily, so that polars
+        reads only the columns the fold uses."""
+        p = self.projection
+        return self.store.scan(event_types=p.event_types, from_position=start, to_position=end)
+
+    def _blocked(self, stream_id: str) -> bool:
+        return self.on_error == "park" and stream_id in self._dlq.blocked_streams
+
+    def _attempt(self, fn: Callable[[], Any]) -> tuple[bool, Any, tuple[Any, ...] | None]:
+        """Call ``fn`` up to ``max_attempts`` times: ``(True, result, None)`` or
+        ``(False, None, (error, first failure, last failure, attempts))``."""
+        first = None
+        for _ in range(self.max_attempts):
+            try:
+                return True, fn(), None
+            except Exception as exc:  # noqa: BLE001 - any error is the event's failure
+                first = first or self._clock()
+                error = exc
+        return False, None, (error, first, self._clock(), self.max_attempts)
+
+    def _dead_letter(self, position: int, stream_id: str, event_type: str, failure: tuple[Any, ...]) -> None:
+        error, first, last, attempts = failure
+        self._dlq.fail(position, stream_id, event_type, error, attempts=attempts, first=first, last=last)
+
+    def _apply_event(self, overlay: _Overlay, event: Any, *, strict: bool) -> bool:
+        p = self.projection
+        assert isinstance(p, Projection)
+        if self._blocked(event.stream_id):
+            self._dlq.park(event.position, event.stream_id, event.event_type, at=self._clock())
+            return False
+        if strict:
+            try:
+                p.apply(overlay, event)  # type: ignore[arg-type]
+            except Exception as exc:
+                raise _failure(p.name, event.position, event.event_type, exc) from exc
+            return True
+        ok, _, failure = self._attempt(lambda: p.apply(overlay, event))  # type: ignore[arg-type]
+        if not ok:
+            self._dead_letter(event.position, event.stream_id, event.event_type, failure)  # type: ignore[arg-type]
+        return ok
+
+    def _fold(
+        self, state: pl.DataFrame, batch: pl.LazyFrame | pl.DataFrame, *, strict: bool
+    ) -> pl.DataFrame:
+        """Fold ``batch``; on failure bisect it, in order, down to the poison event(s)."""
+        p = self.projection
+        assert isinstance(p, VectorisedProjection)
+        if self.on_error == "park" and len(self._dlq):
+            blocked = pl.col("stream_id").is_in(list(self._dlq.blocked_streams))
+            held = batch.lazy().filter(blocked).select("position", "stream_id", "event_type").collect()
+            if held.height:
+                at = self._clock()
+                for pos, sid, etype in held.sort("position").iter_rows():
+                    self._dlq.park(pos, sid, etype, at=at)
+                batch = batch.filter(~blocked)
+        if isinstance(batch, pl.DataFrame) and batch.height == 0:
+            return state
+        if isinstance(batch, pl.DataFrame) and batch.height == 1 and not strict:
+            ok, new, failure = self._attempt(lambda: p.run(state, batch, engine=self.engine))
+            if ok:
+                return new
+            row = batch.row(0, named=True)
+            self._dead_letter(row["position"], row["stream_id"], row["event_type"], failure)  # type: ignore[arg-type]
+            return state
+        try:
+            return p.run(state, batch, engine=self.engine)
+        except Exception as exc:  # bisect whatever went wrong
+            if strict:
+                raise self._batch_failure(batch, exc) from exc
+            error = exc
+        frame = batch.lazy().sort("position").collect()
+        if frame.height == 0:
+            raise error  # not caused by any event (e.g. a bug in the fold itself)
+        if frame.height == 1:
+            return self._fold(state, frame, strict=strict)
+        mid = frame.height // 2
+        state = self._fold(state, frame.head(mid), strict=strict)
+        return self._fold(state, frame.tail(frame.height - mid), strict=strict)
+
+    def _batch_failure(self, batch: pl.LazyFrame | pl.DataFrame, exc: BaseException) -> ProjectionError:
+        name = self.projection.name
+        span = batch.lazy().select(pl.col("position").min().alias("lo"), pl.col("position").max().alias("hi"),
+                                   pl.len().alias("n"), pl.col("event_type").first().alias("t")).collect().row(0)  # fmt: skip
+        lo, hi, n, t = span
+        if n == 1:
+            return _failure(name, lo, t, exc)
+        return ProjectionError(
+            f"{name}: a batch of {n} events (positions {lo}..{hi}) failed: {type(exc).__name__}: {exc}"
+        )
+
+    # ------------------------------------------------------------------ dead letters
+    def retry_dead_letters(self) -> int:
+        """Re-apply the dead letters (after a fix), in position order; return how many now
+        applied. One that fails again stays, with its attempts added; with parking on, the
+        events parked behind it stay parked."""
+        positions = self._dlq.positions
+        if not positions:
+            return 0
+        p = self.projection
+        applied = 0
+        failed_streams: set[str] = set()
+        state = self._state
+        lo, hi = positions[0] - 1, positions[-1]
+        wanted = set(positions)
+        if isinstance(p, Projection):
+            rows = [e for e in self.store.read_all(from_position=lo, to_position=hi) if e.position in wanted]
+        else:
+            frame = self.store.scan(event_types=p.event_types, from_position=lo, to_position=hi)
+            frame = frame.filter(pl.col("position").is_in(positions)).collect()
+            rows = [frame.slice(i, 1) for i in range(frame.height)]
+        for item in rows:
+            if isinstance(item, pl.DataFrame):
+                pos, sid, etype = item.select("position", "stream_id", "event_type").row(0)
+            else:
+                pos, sid, etype = item.position, item.stream_id, item.event_type
+            if self.on_error == "park" and sid in failed_streams:
+                continue
+            if isinstance(item, pl.DataFrame):
+                ok, new, failure = self._attempt(
+                    lambda state=state, item=item: p.run(state, item, engine=self.engine)  # type: ignore[union-attr,misc]
+                )
+            else:
+                overlay = _Overlay(state)
+                ok, _, failure = self._attempt(
+                    lambda overlay=overlay, item=item: p.apply(overlay, item)  # type: ignore[union-attr,arg-type,misc]
+                )
+                new = overlay.merged() if ok else state
+            if ok:
+                state = new
+                self._dlq.remove(pos)
+                applied += 1
+            else:
+                failed_streams.add(sid)
+                self._dead_letter(pos, sid, etype, failure)  # type: ignore[arg-type]
+        self._commit(state, self._checkpoint)
+        return applied
+
+    # ------------------------------------------------------------------ rebuilds
+    def rebuild(
+        self,
+        *,
+        mode: Literal["in_place", "shadow"] = "in_place",
+        strict: bool = False,
+        chunk_size: int | None = None,
+        progress: bool | None = None,
+        client: Any = None,
+        buckets: int | None = None,
+    ) -> int:
+        """Replay every event from position 0 into an empty state; return the events read.
+
+        Parameters
+        ----------
+        mode
+            ``"in_place"`` resets the checkpoint and truncates the target first, then
+            commits after every chunk (a crash resumes from there). ``"shadow"`` builds the
+            new state aside while the old one keeps serving reads, then swaps it in with
+            one atomic commit (zero downtime).
+        strict
+            Fail fast with :class:`ProjectionError` on the first error instead of
+            dead-lettering.
+        chunk_size
+            Events per fold or batch (default: 5 000 000 for the vectorised form, 100 000
+            for the handler form). Smaller chunks cap memory; the progress bar moves per chunk.
+        progress
+            Show a progress bar with an ETA (default: when over a million events).
+        client
+            A ``distributed.Client``: rebuild a vectorised projection partition-parallel on
+            Dask (see :func:`esnotebook._dask.partitioned_rebuild`); implies strict.
+        buckets
+            Partitions for the Dask rebuild (default: 4 per worker thread).
+        """
+        if mode not in ("in_place", "shadow"):
+            raise ValueError(f"'mode' must be 'in_place' or 'shadow' (got {mode!r})")
+        p = self.projection
+        began = time.perf_counter()
+        head = self.store.head_position
+        if client is not None:
+            from ._dask import partitioned_rebuild
+
+            if not isinstance(p, VectorisedProjection):
+                raise TypeError("a Dask rebuild needs a VectorisedProjection (got the handler form)")
+            frame = partitioned_rebuild(self.store, p, client=client, buckets=buckets, to_position=head)
+            self._dlq.clear()
+            self._commit(frame, head)
+            self._record(head, head, time.perf_counter() - began)
+            return head
+        if chunk_size is None:
+            chunk_size = 5_000_000 if isinstance(p, VectorisedProjection) else 100_000
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"'chunk_size' must be an int >= 1 (got {chunk_size!r})")
+        saved_dlq = self._dlq.copy()
+        self._dlq.clear()
+        state: Any = p.initial()
+        if mode == "in_place":
+            self._commit(state, 0)
+        done = 0
+        try:
+            with self._progress(head, progress, "rebuild") as bar:
+                while done < head:
+                    started = time.perf_counter()
+                    end = min(head, done + chunk_size)
+                    state = self._apply_range(state, done, end, strict=strict)
+                    if mode == "in_place":
+                        self._commit(state, end)
+                        self._record(head, end - done, time.perf_counter() - started)
+                    bar.update(end - done)
+                    done = end
+        except BaseException:
+            if mode == "shadow":
+                self._dlq = saved_dlq  # the old state still serves; nothing was swapped
+            raise
+        if mode == "shadow":
+            self._commit(state, head)
+            self._record(head, head, time.perf_counter() - began)
+        return head
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        return (
+            f"ProjectionRunner({self.projection.name!r}, form={self.projection.form!r}, "
+            f"checkpoint={self._checkpoint}, lag={self.lag}, dead_letters={len(self._dlq)})"
+        )
+
+    def _repr_html_(self) -> str:
+        st = self.status()
+        rows = {
+            "projection": f"{self.projection.name} ({self.projection.form} form)",
+            "target": repr(self.target),
+            "checkpoint": self._checkpoint,
+            "offset lag": self.lag,
+            "rows": self.state.height,
+            "dead letters": len(self._dlq),
+            "status": str(st),
+        }
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+            f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+            for k, v in rows.items()
+        )
+        return f"<b>ProjectionRunner</b><table>{body}</table>"
+
+
+def _failure(name: str, position: int, event_type: str, exc: BaseException) -> ProjectionError:
+    return ProjectionError(
+        f"{name}: event at position {position} ({event_type}) failed: {type(exc).__name__}: {exc}"
+    )

@@ -1,0 +1,239 @@
+"""The projection runner: batches, checkpoints committed with the state, restarts, rebuilds."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_readmodels import PROPERTY, Tick, fill_store, new_store, order_histories
+
+import esnotebook as es
+from esnotebook.readmodels import OrderSummary, OrderSummaryFrame
+from esnotebook.runner import ProjectionRunner
+from esnotebook.runner_targets import MemoryTarget, ParquetTarget
+
+FORMS = [OrderSummary, OrderSummaryFrame]
+
+HISTORY = [
+    ("order-1", "OrderPlaced", {"order_id": "1", "customer": "ada"}),
+    ("order-2", "OrderPlaced", {"order_id": "2", "customer": "bob"}),
+    ("order-1", "ItemAdded", {"order_id": "1", "sku": "tea", "quantity": 2, "price": 300}),
+    ("order-2", "ItemAdded", {"order_id": "2", "sku": "mug", "quantity": 1, "price": 900}),
+    ("order-1", "ItemRemoved", {"order_id": "1", "sku": "tea", "quantity": 1}),
+    ("order-1", "PaymentReceived", {"order_id": "1", "amount": 300}),
+    ("order-2", "OrderCancelled", {"order_id": "2", "reason": "changed mind"}),
+    ("order-1", "OrderShipped", {"order_id": "1"}),
+]
+
+
+def parquet_store(tmp_path, history=HISTORY):
+    store = es.ParquetEventStore(tmp_path / "store", durable=False, clock=Tick())
+    fill_store(store, history)
+    return store
+
+
+def expected(store) -> pl.DataFrame:
+    return OrderSummaryFrame().rebuild(store.scan())
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_step_applies_one_batch_and_catch_up_reaches_the_head(form):
+    """step(n) consumes n positions and commits them with the checkpoint; catch_up runs to head."""
+    store = new_store(HISTORY)
+    runner = ProjectionRunner(store, form(), batch_size=3)
+    assert runner.step(2) == 2 and runner.checkpoint == 2
+    assert runner.state["order_id"].to_list() == ["1", "2"]
+    assert runner.catch_up() == 6
+    assert runner.checkpoint == 8 and runner.lag == 0
+    assert runner.state.equals(expected(store))
+    assert runner.step() == 0  # caught up: nothing to do
+    assert runner.to_pandas()["total"].tolist() == [300, 900]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_catch_up_respects_max_events(form):
+    """catch_up(max_events=k) consumes at most k positions."""
+    runner = ProjectionRunner(new_store(HISTORY), form(), batch_size=2)
+    assert runner.catch_up(max_events=5) == 5
+    assert runner.checkpoint == 5
+
+
+@settings(PROPERTY, max_examples=15)
+@given(order_histories(), st.integers(1, 7))
+def test_incremental_steps_equal_a_rebuild_for_both_forms(history, batch):
+    """Stepping a runner batch by batch gives the frame of a full rebuild, in both forms."""
+    store = new_store(history)
+    want = expected(store)
+    for form in FORMS:
+        runner = ProjectionRunner(store, form(), batch_size=batch)
+        runner.catch_up()
+        assert runner.state.equals(want)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_restart_from_the_persisted_snapshot_applies_only_new_events(tmp_path, form):
+    """A new runner on a Parquet target resumes from the committed state and checkpoint and
+    reads only the events after it."""
+    store = parquet_store(tmp_path, HISTORY[:5])
+    first = ProjectionRunner(store, form(), target="parquet")
+    first.catch_up()
+    fill_store(store, HISTORY[5:])
+    second = ProjectionRunner(store, form(), target="parquet")
+    assert second.checkpoint == 5
+    assert second.catch_up() == 3
+    assert second.state.equals(expected(store))
+    fresh = ProjectionRunner(store, form(), target="parquet", checkpoint="reset")
+    assert fresh.checkpoint == 0 and fresh.state.height == 0
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_a_crash_between_state_and_manifest_neither_skips_nor_double_applies(tmp_path, form, monkeypatch):
+    """If the process dies after writing the new state file but before the manifest swap, a
+    restart sees the old state with the old checkpoint, and catching up gives the exact result."""
+    store = parquet_store(tmp_path)
+    runner = ProjectionRunner(store, form(), target="parquet", batch_size=3)
+    runner.step()
+    from esnotebook import _atomic
+
+    real = _atomic.write_json
+
+    def crash(*args, **kwargs):
+        raise OSError("power cut")
+
+    monkeypatch.setattr(_atomic, "write_json", crash)
+    with pytest.raises(OSError, match="power cut"):
+        runner.step()
+    monkeypatch.setattr(_atomic, "write_json", real)
+    restarted = ProjectionRunner(store, form(), target="parquet", batch_size=3)
+    assert restarted.checkpoint == 3
+    assert restarted.state.equals(OrderSummaryFrame().rebuild(store.scan(to_position=3)))
+    assert len(list(restarted.target.path.glob("state-*.parquet"))) == 1  # leftovers removed
+    restarted.catch_up()
+    assert restarted.state.equals(expected(store))
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_a_failed_commit_keeps_the_committed_state_in_memory(tmp_path, monkeypatch, form):
+    """When a commit fails, the runner's state and checkpoint stay at the last commit."""
+    store = parquet_store(tmp_path)
+    runner = ProjectionRunner(store, form(), target="parquet", batch_size=4)
+    runner.step()
+    before = runner.state
+    monkeypatch.setattr(runner.target, "commit", lambda unit: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        runner.step()
+    assert runner.checkpoint == 4 and runner.state.equals(before)
+    monkeypatch.undo()
+    runner.catch_up()
+    assert runner.state.equals(expected(store))
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_rebuild_in_place_resets_and_replays_everything(tmp_path, form):
+    """rebuild() truncates the target, resets the checkpoint and replays from position 0."""
+    store = parquet_store(tmp_path)
+    runner = ProjectionRunner(store, form(), target="parquet")
+    runner.catch_up()
+    assert runner.rebuild(chunk_size=3) == 8
+    assert runner.checkpoint == 8 and runner.state.equals(expected(store))
+    # three chunks, each committed and recorded
+    assert runner.metrics.tail(3)["checkpoint"].to_list() == [3, 6, 8]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_shadow_rebuild_serves_the_old_state_until_one_atomic_swap(tmp_path, form):
+    """During a shadow rebuild readers of the target still see the old commit; the new one
+    appears in a single swap at the end."""
+    store = parquet_store(tmp_path, HISTORY[:4])
+    runner = ProjectionRunner(store, form(), target="parquet", batch_size=2)
+    runner.catch_up()
+    fill_store(store, HISTORY[4:])
+    seen = []
+    reader = ParquetTarget(runner.target.path)
+    original = runner._apply_range
+
+    def spying(state, start, end, *, strict):
+        seen.append(reader.load().checkpoint)
+        return original(state, start, end, strict=strict)
+
+    runner._apply_range = spying
+    runner.rebuild(mode="shadow", chunk_size=3)
+    assert seen == [4, 4, 4]  # every chunk of the rebuild ran while the old commit served
+    assert reader.load().checkpoint == 8
+    assert runner.state.equals(expected(store))
+
+
+def test_shadow_rebuild_that_fails_keeps_the_old_state(tmp_path):
+    """A strict shadow rebuild that fails leaves the serving state and checkpoint untouched."""
+    store = parquet_store(tmp_path)
+    runner = ProjectionRunner(store, OrderSummary(), target="parquet")
+    runner.catch_up()
+    before = runner.state
+    fill_store(store, [("order-7", "ItemAdded", {"order_id": "7", "sku": "x", "quantity": 1, "price": 1})])
+    from esnotebook.projections import ProjectionError
+
+    with pytest.raises(ProjectionError, match="position 9"):
+        runner.rebuild(mode="shadow", strict=True)
+    assert runner.checkpoint == 8 and runner.state.equals(before)
+    assert ProjectionRunner(store, OrderSummary(), target="parquet").checkpoint == 8
+
+
+def test_streaming_engine_gives_the_same_frame():
+    """engine='streaming' (larger-than-memory rebuilds) gives the in-memory engine's frame."""
+    store = new_store(HISTORY)
+    a = ProjectionRunner(store, OrderSummaryFrame(), engine="streaming")
+    b = ProjectionRunner(store, OrderSummaryFrame(), engine="in-memory")
+    a.rebuild()
+    b.rebuild()
+    assert a.state.equals(b.state)
+
+
+def test_memory_target_object_carries_state_to_a_new_runner():
+    """Passing the same MemoryTarget to a new runner resumes where the last one stopped."""
+    store = new_store(HISTORY)
+    target = MemoryTarget()
+    ProjectionRunner(store, OrderSummary(), target=target).catch_up(max_events=4)
+    again = ProjectionRunner(store, OrderSummary(), target=target)
+    assert again.checkpoint == 4
+    again.catch_up()
+    assert again.state.equals(expected(store))
+
+
+def test_bad_arguments_name_what_was_wrong():
+    """Bad arguments raise errors naming the argument, the expectation and the value."""
+    store = new_store(HISTORY)
+    with pytest.raises(ValueError, match=r"'batch_size' must be an int >= 1 \(got 0\)"):
+        ProjectionRunner(store, OrderSummary(), batch_size=0)
+    with pytest.raises(ValueError, match="'on_error' must be one of"):
+        ProjectionRunner(store, OrderSummary(), on_error="ignore")
+    with pytest.raises(ValueError, match="ParquetEventStore.*InMemoryEventStore"):
+        ProjectionRunner(store, OrderSummary(), target="parquet")
+    with pytest.raises(TypeError, match="Projection or VectorisedProjection"):
+        ProjectionRunner(store, object())
+    with pytest.raises(ValueError, match=r"'n' must be an int >= 1 \(got -1\)"):
+        ProjectionRunner(store, OrderSummary()).step(-1)
+    with pytest.raises(ValueError, match="'mode' must be"):
+        ProjectionRunner(store, OrderSummary()).rebuild(mode="fast")
+
+
+def test_runner_html_is_compact_and_escaped():
+    """The runner's HTML names the projection and status, with text escaped."""
+    store = new_store(HISTORY)
+    runner = ProjectionRunner(store, OrderSummary())
+    runner.catch_up()
+    page = runner._repr_html_()
+    assert "OrderSummary" in page and "checkpoint" in page and "<script" not in page
+    assert "OK" in page
+
+
+@pytest.mark.parametrize("name", ["RevenueByDaySku", "CustomerValue"])
+def test_runner_steps_ordered_vectorised_projections_like_one_fold(name):
+    """The other shipped read models run under the runner too: steps equal one fold."""
+    import esnotebook.readmodels as rm
+
+    store = new_store(HISTORY)
+    p = getattr(rm, name)()
+    runner = ProjectionRunner(store, p, batch_size=3)
+    runner.catch_up()
+    assert runner.state.equals(p.run(p.initial(), store.scan()))
