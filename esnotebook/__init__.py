@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from . import datasets, examples, sim
+from . import datasets, examples, plot, sim, widgets
 from .aggregates import Aggregate, PendingEvent, UnknownEventError, applies, command, rule
 from .commands import (
     AggregateExistsError,
@@ -17,6 +17,7 @@ from .commands import (
     Middleware,
     UnitOfWork,
 )
+from .deadletter import DeadLetterQueue
 from .errors import (
     ConcurrencyError,
     DomainException,
@@ -47,7 +48,12 @@ from .importers import (
     read_eventsourcing_postgres,
     read_eventsourcing_sqlite,
 )
+from .monitoring import LagStatus, lag_status
+from .projections import Projection, ProjectionError, VectorisedProjection
+from .readmodels import CustomerValue, OrderSummary, OrderSummaryFrame, RevenueByDaySku
 from .repository import AggregateNotFoundError, Repository
+from .runner import ProjectionRunner
+from .runner_targets import MemoryTarget, ParquetTarget
 from .sagas import Retry, Saga, SagaInstance, SagaRunner, SimulatedClock, Step, WallClock
 from .snapshots import InMemorySnapshotStore, ParquetSnapshotStore, Snapshot, SnapshotStore
 from .store import EventStore, InMemoryEventStore, ParquetEventStore
@@ -65,6 +71,8 @@ __all__ = [
     "CommandResult",
     "CommandTimeout",
     "ConcurrencyError",
+    "CustomerValue",
+    "DeadLetterQueue",
     "DomainException",
     "DurableIdempotency",
     "EventDataError",
@@ -80,15 +88,24 @@ __all__ = [
     "InMemoryIdempotency",
     "InMemorySnapshotStore",
     "KeyRecord",
+    "LagStatus",
+    "MemoryTarget",
     "Middleware",
     "NewEvent",
+    "OrderSummary",
+    "OrderSummaryFrame",
     "ParquetEventStore",
     "ParquetSnapshotStore",
+    "ParquetTarget",
     "PendingEvent",
     "PermanentFault",
+    "Projection",
+    "ProjectionError",
+    "ProjectionRunner",
     "RecordedEvent",
     "Repository",
     "Retry",
+    "RevenueByDaySku",
     "Saga",
     "SagaInstance",
     "SagaRunner",
@@ -102,6 +119,7 @@ __all__ = [
     "TransientFault",
     "UnitOfWork",
     "UnknownEventError",
+    "VectorisedProjection",
     "WallClock",
     "__version__",
     "applies",
@@ -114,10 +132,13 @@ __all__ = [
     "import_eventsourcing_postgres",
     "import_eventsourcing_sqlite",
     "import_jsonl",
+    "lag_status",
     "new_id",
+    "plot",
     "read_eventsourcing_postgres",
     "read_eventsourcing_sqlite",
     "rule",
     "sim",
     "trace",
+    "widgets",
 ]
