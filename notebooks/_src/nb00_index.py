@@ -32,8 +32,6 @@ from pathlib import Path
 import polars as pl
 
 import esnotebook as es
-from esnotebook.readmodels import OrderSummaryFrame   # es.OrderSummaryFrame once exported
-from esnotebook.runner import ProjectionRunner        # es.ProjectionRunner once exported
 
 work = Path(tempfile.mkdtemp(prefix="esnotebook-00-"))
 '''),
@@ -79,7 +77,7 @@ A projection folds the events into a table. The runner remembers how far it got 
 *checkpoint*), so it can be stopped, resumed, or rebuilt from position 0 at any time.
 '''),
     ("code", r'''
-orders = ProjectionRunner(store, OrderSummaryFrame())
+orders = es.ProjectionRunner(store, es.OrderSummaryFrame())
 orders.catch_up()
 orders.state.group_by("status").agg(pl.len().alias("orders"), pl.col("total").sum().alias("cents"))
 '''),

@@ -25,8 +25,6 @@ import numpy as np
 import polars as pl
 
 import esnotebook as es
-from esnotebook.plot import plot_event_rate   # es.plot.* and es.widgets.* once exported
-from esnotebook.widgets import store_browser
 '''),
     ("md", r'''
 ## Appending events
@@ -138,14 +136,14 @@ traffic: events per hour, by type. Notebook 07 sizes consumers for exactly this 
 daily profile.
 '''),
     ("code", r'''
-plot_event_rate(sample, every="1h", by_type=True);
+es.plot.plot_event_rate(sample, every="1h", by_type=True);
 '''),
     ("md", r'''
 To look around without writing queries, the store browser pages through the events with
 filters for stream, type and time.
 '''),
     ("code", r'''
-store_browser(sample, page_size=10)
+es.widgets.store_browser(sample, page_size=10)
 '''),
     ("md", r'''
 ## Exercise

@@ -11,9 +11,9 @@ you fix a bug in a projection or add a new one over years of history.
 
 esnotebook offers two ways to write one:
 
-* the **handler form** (`Projection`): one method per event type, called once per event with
+* the **handler form** (`es.Projection`): one method per event type, called once per event with
   the current row. Easy to read; Python speed.
-* the **vectorised form** (`VectorisedProjection`): one `fold(state, events)` over a whole
+* the **vectorised form** (`es.VectorisedProjection`): one `fold(state, events)` over a whole
   batch as polars frames. Harder to write; runs at columnar speed.
 
 A **runner** feeds a projection from a store, in batches, and remembers its *checkpoint*
@@ -31,9 +31,6 @@ from pathlib import Path
 import polars as pl
 
 import esnotebook as es
-from esnotebook.projections import Projection, VectorisedProjection   # es.* once exported
-from esnotebook.readmodels import OrderSummary, OrderSummaryFrame
-from esnotebook.runner import ProjectionRunner
 
 work = Path(tempfile.mkdtemp(prefix="esnotebook-03-"))
 store = es.datasets.generate("orders-small", events=EVENTS, seed=SEED, folder=work / "shop")
@@ -46,7 +43,7 @@ Orders per customer: the row key is the `customer` field of `OrderPlaced`. A han
 the current row (or `None`) and returns the new one.
 '''),
     ("code", r'''
-class OrdersPerCustomer(Projection):
+class OrdersPerCustomer(es.Projection):
     key = "customer"
     schema = {"customer": pl.String(), "orders": pl.Int64()}
 
@@ -57,7 +54,7 @@ class OrdersPerCustomer(Projection):
         return {"customer": event.data["customer"], "orders": (row["orders"] if row else 0) + 1}
 
 
-per_customer = ProjectionRunner(store, OrdersPerCustomer())
+per_customer = es.ProjectionRunner(store, OrdersPerCustomer())
 per_customer.catch_up()
 per_customer.state.sort("orders", descending=True).head(5)
 '''),
@@ -69,7 +66,7 @@ frames) and returns the new state. Folding two batches one after the other must 
 folding them together: that is what lets the runner work in batches and resume anywhere.
 '''),
     ("code", r'''
-class UnitsPerSku(VectorisedProjection):
+class UnitsPerSku(es.VectorisedProjection):
     key = "sku"
     schema = {"sku": pl.String(), "units": pl.Int64()}
     event_types = ("ItemAdded", "ItemRemoved")
@@ -81,7 +78,7 @@ class UnitsPerSku(VectorisedProjection):
         return pl.concat([state, delta]).group_by("sku").agg(pl.col("units").sum()).sort("sku")
 
 
-units = ProjectionRunner(store, UnitsPerSku(), batch_size=5_000)
+units = es.ProjectionRunner(store, UnitsPerSku(), batch_size=5_000)
 units.catch_up()
 units
 '''),
@@ -105,7 +102,7 @@ units.state.filter(pl.col("sku") == "sku-0001")
     ("md", r'''
 ## Rebuild and time it
 
-The shipped order summary exists in both forms (`OrderSummary`, `OrderSummaryFrame`) and
+The shipped order summary exists in both forms (`es.OrderSummary`, `es.OrderSummaryFrame`) and
 both give the same table. Time a full rebuild of each: events per second is the number to
 remember, because it is what decides how long a rebuild of *your* history takes.
 (At the small default size fixed costs weigh heavily on the vectorised form; set
@@ -113,8 +110,8 @@ remember, because it is what decides how long a rebuild of *your* history takes.
 '''),
     ("code", r'''
 timings = []
-for projection in (OrderSummary(), OrderSummaryFrame()):
-    runner = ProjectionRunner(store, projection)
+for projection in (es.OrderSummary(), es.OrderSummaryFrame()):
+    runner = es.ProjectionRunner(store, projection)
     started = time.perf_counter()
     events = runner.rebuild()
     seconds = time.perf_counter() - started
@@ -141,10 +138,10 @@ checkpoint and any dead letters are committed together into the store's folder, 
 runner (after a restart) resumes where the old one stopped.
 '''),
     ("code", r'''
-durable = ProjectionRunner(store, OrderSummaryFrame(), target="parquet")
+durable = es.ProjectionRunner(store, es.OrderSummaryFrame(), target="parquet")
 durable.catch_up()
 durable.rebuild(mode="shadow")
-restarted = ProjectionRunner(store, OrderSummaryFrame(), target="parquet")
+restarted = es.ProjectionRunner(store, es.OrderSummaryFrame(), target="parquet")
 restarted.checkpoint == store.head_position, restarted.state.height
 '''),
     ("md", r'''
@@ -158,7 +155,7 @@ simple by keeping one row per *order*, and `view` adds up per customer; replace 
 own and run the check.
 '''),
     ("code", r'''
-class RevenuePerOrder(VectorisedProjection):
+class RevenuePerOrder(es.VectorisedProjection):
     key = "order_id"
     schema = {"order_id": pl.String(), "customer": pl.String(), "paid": pl.Int64()}
     event_types = ("OrderPlaced", "PaymentReceived")
@@ -171,7 +168,7 @@ class RevenuePerOrder(VectorisedProjection):
                   .agg(pl.col("customer").drop_nulls().first(), pl.col("paid").sum()))
 
 
-revenue = ProjectionRunner(store, RevenuePerOrder(), batch_size=4_000)
+revenue = es.ProjectionRunner(store, RevenuePerOrder(), batch_size=4_000)
 revenue.catch_up()
 per_customer_revenue = revenue.state.group_by("customer").agg(pl.col("paid").sum()).filter(pl.col("paid") > 0)
 per_customer_revenue.sort("paid", descending=True).head()

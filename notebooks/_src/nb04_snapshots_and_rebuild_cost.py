@@ -31,8 +31,6 @@ import time
 import polars as pl
 
 import esnotebook as es
-from esnotebook.readmodels import OrderSummary      # es.* once exported
-from esnotebook.runner import ProjectionRunner
 
 ex = es.examples
 '''),
@@ -81,7 +79,7 @@ measured = {"no snapshots": seconds_per_load(plain), "snapshot at the head": sec
 And a projection rebuild, which replays the whole store with or without snapshots:
 '''),
     ("code", r'''
-runner = ProjectionRunner(store, OrderSummary())
+runner = es.ProjectionRunner(store, es.OrderSummary())
 runs = []
 for _ in range(3):
     started = time.perf_counter()
@@ -99,7 +97,7 @@ snapshot interval: load time, replayed tail, snapshots written and kept, storage
 rebuild time (which no interval changes).
 '''),
     ("code", r'''
-costs = es.sim.calibrate(store, projection=OrderSummary(), sample_events=min(len(store), 6_000),
+costs = es.sim.calibrate(store, projection=es.OrderSummary(), sample_events=min(len(store), 6_000),
                          sample_streams=min(ORDERS, 20), repeats=3, seed=SEED)
 model = es.sim.rebuild_cost(costs, interval=INTERVAL)
 model

@@ -33,9 +33,6 @@ import numpy as np
 import polars as pl
 
 import esnotebook as es
-from esnotebook.plot import plot_lag                  # es.plot.* once exported
-from esnotebook.projections import Projection
-from esnotebook.runner import ProjectionRunner
 
 folder = Path(tempfile.mkdtemp(prefix="esnotebook-06-")) / "shop"
 '''),
@@ -46,7 +43,7 @@ A projection of units per SKU that refuses an item with a non-positive quantity:
 event should never exist, and when it does the projection must not guess.
 '''),
     ("code", r'''
-class UnitsPerSku(Projection):
+class UnitsPerSku(es.Projection):
     key = "sku"
     schema = {"sku": pl.String(), "units": pl.Int64()}
 
@@ -65,7 +62,7 @@ store.append("order-1", [es.NewEvent("OrderPlaced", {"order_id": "1", "customer"
 store.append("order-2", [es.NewEvent("OrderPlaced", {"order_id": "2", "customer": "bob"}), item("2", "tea", 0)])  # the poison
 store.append("order-3", [es.NewEvent("OrderPlaced", {"order_id": "3", "customer": "cy"}), item("3", "tea", 5)])
 
-runner = ProjectionRunner(store, UnitsPerSku(), target="parquet", max_attempts=3)
+runner = es.ProjectionRunner(store, UnitsPerSku(), target="parquet", max_attempts=3)
 runner.catch_up()
 runner.dead_letters
 '''),
@@ -92,7 +89,7 @@ class UnitsPerSkuFixed(UnitsPerSku):
         return {"sku": event.data["sku"], "units": (row["units"] if row else 0) + quantity}
 
 
-fixed = ProjectionRunner(store, UnitsPerSkuFixed(), target="parquet")
+fixed = es.ProjectionRunner(store, UnitsPerSkuFixed(), target="parquet")
 print("dead letters after restart:", len(fixed.dead_letters), "| retried OK:", fixed.retry_dead_letters())
 fixed.state
 '''),
@@ -109,7 +106,7 @@ stops, the consumer catches up. We ask for the lag status at three moments.
 now = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
 clock = lambda: now[0]
 live = es.InMemoryEventStore(clock=clock)
-consumer = ProjectionRunner(live, UnitsPerSkuFixed(), batch_size=CONSUMER_BATCH, clock=clock)
+consumer = es.ProjectionRunner(live, UnitsPerSkuFixed(), batch_size=CONSUMER_BATCH, clock=clock)
 rng = np.random.default_rng(SEED)
 order = 0
 for second in range(SECONDS + 60):
@@ -143,7 +140,7 @@ series = m.select(
     offset_lag="offset_lag",
     time_lag="time_lag_s",
 )
-ax = plot_lag(series)
+ax = es.plot.plot_lag(series)
 ax.set_title("projection consumer: measured lag");
 '''),
     ("md", r'''
@@ -158,7 +155,7 @@ lag stays small.
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
 for ax, rate in zip(axes, (CONSUMER_BATCH, 2 * CONSUMER_BATCH)):
     result = es.sim.simulate_lag(PRODUCER_RATE, service_rate=rate, duration=SECONDS, seed=SEED, progress=False)
-    plot_lag(result, ax=ax)
+    es.plot.plot_lag(result, ax=ax)
     ax.set_title(f"consumer at {rate}/s: grows without bound = {result.grows_without_bound}")
 fig.tight_layout()
 '''),
@@ -190,7 +187,7 @@ smallest_batch
 def lag_at_end(batch):
     t = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
     s = es.InMemoryEventStore(clock=lambda: t[0])
-    r = ProjectionRunner(s, UnitsPerSkuFixed(), batch_size=batch, clock=lambda: t[0])
+    r = es.ProjectionRunner(s, UnitsPerSkuFixed(), batch_size=batch, clock=lambda: t[0])
     for n in range(SECONDS):
         for k in range(PRODUCER_RATE // 2):
             o = f"{n}-{k}"

@@ -28,8 +28,6 @@ import numpy as np
 import polars as pl
 
 import esnotebook as es
-from esnotebook.plot import plot_lag_theory   # es.plot.* and es.widgets.* once exported
-from esnotebook.widgets import lag_explorer
 '''),
     ("md", r'''
 ## The daily profile
@@ -59,7 +57,7 @@ without bursts or randomness):
 day = dict(arrivals="onoff", burst=(2.0, 6.0), duration=24 * HOUR, progress=False)
 naive = es.sim.simulate_lag(profile, service_rate=2 * mean_rate, seed=SEED, **day)
 print(f"p99 time lag {naive['p99_time_lag']:.1f} s, max offset lag {naive['max_offset_lag']:.0f} events")
-plot_lag_theory(naive, schedule=profile);
+es.plot.plot_lag_theory(naive, schedule=profile);
 '''),
     ("md", r'''
 ## The smallest consumer that meets the target
@@ -92,7 +90,7 @@ its traffic model: measure your real bursts (notebook 01's event-rate plot, or
 halve the consumer rate, or split the work over several consumers and partitions.
 '''),
     ("code", r'''
-explorer = lag_explorer(producer_rate=peak_rate, burst_size=4.0, burst_length=30.0,
+explorer = es.widgets.lag_explorer(producer_rate=peak_rate, burst_size=4.0, burst_length=30.0,
                         consumer_rate=round(one_consumer.value), duration=300.0, seed=SEED)
 explorer
 '''),

@@ -36,8 +36,6 @@ import duckdb
 import polars as pl
 
 import esnotebook as es
-from esnotebook.readmodels import OrderSummaryFrame   # es.* once exported
-from esnotebook.runner import ProjectionRunner
 
 work = Path(tempfile.mkdtemp(prefix="esnotebook-08-"))
 started = time.perf_counter()
@@ -65,7 +63,7 @@ print(f"{time.perf_counter() - started:.2f} s")
 daily.head()
 '''),
     ("code", r'''
-runner = ProjectionRunner(store, OrderSummaryFrame(), engine="streaming")
+runner = es.ProjectionRunner(store, es.OrderSummaryFrame(), engine="streaming")
 started = time.perf_counter()
 runner.rebuild()
 single = time.perf_counter() - started
@@ -99,7 +97,7 @@ by_sql.head()
     ("md", r'''
 ## A Dask rebuild
 
-`OrderSummaryFrame` keys each row by `order_id`, so the orders can be split into hash
+`es.OrderSummaryFrame` keys each row by `order_id`, so the orders can be split into hash
 buckets and folded independently. With a Dask client the runner plans one task per bucket;
 each worker reads its bucket straight from the Parquet files. Here a `LocalCluster` with
 `WORKERS` processes stands in for a real cluster: the code is the same.
@@ -112,7 +110,7 @@ client = Client(cluster)
 client
 '''),
     ("code", r'''
-distributed_runner = ProjectionRunner(store, OrderSummaryFrame())
+distributed_runner = es.ProjectionRunner(store, es.OrderSummaryFrame())
 started = time.perf_counter()
 distributed_runner.rebuild(client=client)
 on_dask = time.perf_counter() - started

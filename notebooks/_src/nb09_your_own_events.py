@@ -36,8 +36,6 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 import esnotebook as es
-from esnotebook.readmodels import OrderSummaryFrame   # es.* once exported
-from esnotebook.runner import ProjectionRunner
 '''),
     ("md", r'''
 ## 1. An `eventsourcing` application writing to SQLite
@@ -138,7 +136,7 @@ The shipped order summary runs on the imported store unchanged, and its rebuild 
 you how long a rebuild of your full history would take.
 '''),
     ("code", r'''
-summary = ProjectionRunner(store, OrderSummaryFrame())
+summary = es.ProjectionRunner(store, es.OrderSummaryFrame())
 started = time.perf_counter()
 summary.rebuild()
 rate = len(store) / (time.perf_counter() - started)
