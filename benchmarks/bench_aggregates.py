@@ -7,7 +7,14 @@ recorder) on the same aggregate written with its own API, replaying in full and 
 snapshot. Both snapshots sit where ``snapshot_every=100`` leaves them after the last save:
 at the stream's last version, so the load reads the snapshot and an empty tail.
 
-Run: ``python benchmarks/bench_aggregates.py [--sizes 100,1000,10000,100000] [--repeats 5]``
+A second table times the write side: a plain loop of order-domain commands on the
+in-memory store (per order: place it, add an item, reserve the stock, pay, ship - five
+commands, each loading its aggregate, running the command and saving the new event),
+dispatched by :class:`~esnotebook.commands.CommandBus` beside the same commands written
+for ``eventsourcing`` (``repository.get``, call the command method, ``save``).
+
+Run: ``python benchmarks/bench_aggregates.py [--sizes 100,1000,10000,100000] [--repeats 5]
+[--orders 2000]``
 
 Targets (issue 3): with snapshots, loading the 100 k-event aggregate takes at most 2x the
 100-event one; without snapshots, full replay runs at >= 3x eventsourcing's replay rate.
@@ -161,10 +168,120 @@ def peer(n: int, repeats: int) -> dict[str, float] | None:
     }
 
 
+# ---------------------------------------------------------------------- command loop
+COMMAND_SKUS = 20
+COMMANDS_PER_ORDER = 5
+
+
+def our_commands(orders: int) -> float:
+    """Seconds to dispatch ``orders`` x 5 commands on a fresh in-memory store."""
+    from esnotebook.examples import (
+        AddItem,
+        AddStock,
+        PayOrder,
+        PlaceOrder,
+        ReserveInventory,
+        ShipOrder,
+        order_domain_bus,
+    )  # fmt: skip
+
+    store = es.InMemoryEventStore()
+    bus = order_domain_bus(store)
+    for k in range(COMMAND_SKUS):
+        bus.dispatch(AddStock(f"sku-{k}", 10**9))
+    t = time.perf_counter()
+    for i in range(orders):
+        oid, sku = f"o-{i}", f"sku-{i % COMMAND_SKUS}"
+        bus.dispatch(PlaceOrder(oid, "c-1"))
+        bus.dispatch(AddItem(oid, sku, 1, 100))
+        bus.dispatch(ReserveInventory(sku, oid, 1))
+        bus.dispatch(PayOrder(oid, 100))
+        bus.dispatch(ShipOrder(oid))
+    dt = time.perf_counter() - t
+    assert len(store) == COMMAND_SKUS + COMMANDS_PER_ORDER * orders
+    return dt
+
+
+def peer_commands(orders: int) -> float | None:
+    """The same commands with eventsourcing: get the aggregate, call the command, save."""
+    try:
+        from eventsourcing.application import Application
+        from eventsourcing.domain import Aggregate, event
+    except ImportError:
+        return None
+    if "EsOrder" not in _PEER:
+        classes = peer_classes()
+        assert classes is not None
+
+        class EsOrder(Aggregate):
+            @event("OrderPlaced")
+            def __init__(self, customer: str) -> None:
+                self.customer, self.status, self.items = customer, "placed", {}
+
+            @event("ItemAdded")
+            def add_item(self, sku: str, quantity: int, price: int) -> None:
+                self.items[sku] = {"quantity": quantity, "price": price}
+
+            @event("PaymentReceived")
+            def pay(self, amount: int) -> None:
+                self.status = "paid"
+
+            @event("OrderShipped")
+            def ship(self) -> None:
+                self.status = "shipped"
+
+        class Orders(Application):  # type: ignore[type-arg]
+            pass
+
+        _PEER.update(EsOrder=EsOrder, Orders=Orders)
+    EsOrder, EsInventory, Orders = _PEER["EsOrder"], _PEER["EsInventory"], _PEER["Orders"]
+    app = Orders()
+    stock_ids = []
+    for k in range(COMMAND_SKUS):
+        stock = EsInventory(f"sku-{k}")
+        stock.add_stock(10**9)
+        app.save(stock)
+        stock_ids.append(stock.id)
+    t = time.perf_counter()
+    for i in range(orders):
+        # The same rules as ours, checked before each event (eventsourcing leaves that to us).
+        order = EsOrder("c-1")
+        app.save(order)
+        order = app.repository.get(order.id)
+        assert order.status == "placed"
+        order.add_item(f"sku-{i % COMMAND_SKUS}", 1, 100)
+        app.save(order)
+        stock = app.repository.get(stock_ids[i % COMMAND_SKUS])
+        assert stock.on_hand - stock.reserved >= 1
+        stock.reserve(f"o-{i}", 1)
+        app.save(stock)
+        order = app.repository.get(order.id)
+        assert order.status == "placed" and sum(x["quantity"] * x["price"] for x in order.items.values()) == 100
+        order.pay(100)
+        app.save(order)
+        order = app.repository.get(order.id)
+        assert order.status == "paid"
+        order.ship()
+        app.save(order)
+    return time.perf_counter() - t
+
+
+def command_rows(orders: int, repeats: int) -> None:
+    ours_s = statistics.median(our_commands(orders) for _ in range(repeats))
+    peer_runs = [peer_commands(orders) for _ in range(repeats)]
+    n = orders * COMMANDS_PER_ORDER
+    print(f"\nCommand loop: {n} commands ({orders} orders x {COMMANDS_PER_ORDER}), in memory, median of {repeats}")
+    print(f"{'':40s} {'commands/s':>11s} {'us/command':>11s} {'speed-up':>9s}")
+    peer_s = statistics.median(peer_runs) if None not in peer_runs else float("nan")
+    print(f"{'esnotebook CommandBus':40s} {n / ours_s:>11,.0f} {ours_s / n * 1e6:>11.1f} {peer_s / ours_s:>8.1f}x")
+    print(f"{'eventsourcing Application (peer)':40s} {n / peer_s:>11,.0f} {peer_s / n * 1e6:>11.1f} {1.0:>8.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,10000,100000")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--orders", type=int, default=2000, help="orders in the command loop (0: skip it)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -201,6 +318,8 @@ def main() -> None:
             f"  {kind:>8}: full replay of {large} events: {mine_rate:,.0f} ev/s vs eventsourcing "
             f"{theirs_rate:,.0f} ev/s = {mine_rate / theirs_rate:.1f}x  (target >= 3x)"
         )
+    if args.orders:
+        command_rows(args.orders, args.repeats)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import functools
 import html
+import inspect
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -48,6 +49,29 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Attributes every aggregate has that are bookkeeping, not domain state.
 _BOOKKEEPING = frozenset({"id", "version"})
+
+class _Unknown:
+    """``Aggregate._origin`` when nobody knows how to rebuild the committed state (it was
+    set by hand with ``replay``/``set_state``/``mark_saved``): commands then copy the state
+    up front. There is one; copies and pickles of it are itself."""
+
+    def __repr__(self) -> str:
+        return "<origin unknown>"
+
+    def __reduce__(self) -> str:
+        return "_UNKNOWN"
+
+    def __copy__(self) -> _Unknown:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Unknown:
+        return self
+
+
+_UNKNOWN: Any = _Unknown()
+
+#: ``(id, version) -> aggregate``: rebuilds an aggregate's committed state (a repository's).
+Origin = Callable[[str, int], "Aggregate"]
 
 
 class UnknownEventError(EventStoreError):
@@ -91,16 +115,37 @@ def command(method: F) -> F:
 
     The state, version and pending events are restored to what they were before the call,
     so a rejected command never half-changes a loaded aggregate.
+
+    Notes
+    -----
+    Nothing is copied when the command succeeds, which is the common case. When it raises,
+    the state before the call is re-derived the way the aggregate got it: its committed
+    state (a fresh instance, or a reload at its committed version from the repository that
+    loaded or saved it) plus the events still pending from before the call. Only an
+    aggregate whose committed state was set by hand (``replay``, ``set_state``,
+    ``mark_saved`` called directly) has its state deep-copied before each command. As
+    everywhere in event sourcing, state must come from apply methods only: an attribute
+    changed by hand, outside them, is not kept across a command that raises.
     """
 
     @functools.wraps(method)
     def run(self: Aggregate, *args: Any, **kwargs: Any) -> Any:
-        saved = copy.deepcopy(self.__dict__)
+        state = self.__dict__
+        origin = state.get("_origin", _UNKNOWN)
+        if origin is _UNKNOWN or (origin is None and not self._init_takes_id_only):
+            saved = copy.deepcopy(state)
+            try:
+                return method(self, *args, **kwargs)
+            except BaseException:
+                state.clear()
+                state.update(saved)
+                raise
+        before = state.copy()
+        pending = len(self._pending)
         try:
             return method(self, *args, **kwargs)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
+        except BaseException as exc:
+            self._roll_back(before, pending, exc)
             raise
 
     run.__is_command__ = True  # type: ignore[attr-defined]
@@ -134,6 +179,8 @@ class Aggregate:
     stream_prefix: ClassVar[str] = ""
     schema_version: ClassVar[int] = 1
     _appliers: ClassVar[dict[str, Callable[[Any, dict[str, Any]], None]]] = {}
+    #: Whether ``cls(id)`` alone makes the empty state (``__init__`` takes only the id).
+    _init_takes_id_only: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -149,6 +196,7 @@ class Aggregate:
         version = cls.schema_version
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise TypeError(f"{cls.__name__}.schema_version must be an int >= 1 (got {version!r})")
+        cls._init_takes_id_only = _takes_id_only(cls.__init__)
 
     def __init__(self, id: str) -> None:
         if not isinstance(id, str) or not id:
@@ -156,6 +204,9 @@ class Aggregate:
         self.id = id
         self.version = 0
         self._pending: list[PendingEvent] = []
+        # How to rebuild the committed state when a command must be rolled back: None = it
+        # is what __init__ made; a repository's reload; or _UNKNOWN (copy before commands).
+        self._origin: Origin | None = None
 
     # ------------------------------------------------------------------ identity
     @classmethod
@@ -166,7 +217,7 @@ class Aggregate:
     @property
     def stream_id(self) -> str:
         """The stream this aggregate is stored in."""
-        return self.stream_id_for(self.id)
+        return f"{self.stream_prefix}-{self.id}"
 
     @classmethod
     def handled_event_types(cls) -> list[str]:
@@ -196,6 +247,43 @@ class Aggregate:
     def mark_saved(self) -> None:
         """Forget the pending events: they are stored now. Called by the repository."""
         self._pending.clear()
+        self._origin = _UNKNOWN  # the repository that saved it says how to reload it
+
+    # ------------------------------------------------------------------ rollback
+    def _roll_back(self, before: dict[str, Any], pending: int, exc: BaseException) -> None:
+        """Make the state what it was before a command that raised ``exc``: the committed
+        state rebuilt from its origin, plus the first ``pending`` pending events."""
+        keep = self._pending[:pending]
+        version = before["version"]
+        origin = before.get("_origin")
+        try:
+            fresh = type(self)(before["id"]) if origin is None else origin(before["id"], version - pending)
+            if type(fresh) is not type(self) or fresh.version != version - pending:
+                raise EventStoreError(
+                    f"rebuilt {type(fresh).__name__} at version {fresh.version}, "
+                    f"expected {type(self).__name__} at version {version - pending}"
+                )
+            for p in keep:
+                fresh._apply(p.type, p.data)
+        except Exception as failure:  # noqa: BLE001 - whatever broke, report it beside exc
+            # Never leave a half-changed aggregate behind silently: the one we could not
+            # restore is unusable, and the caller learns why next to the original error.
+            self.__dict__.update(before)
+            del self._pending[pending:]
+            self._origin = _UNKNOWN
+            exc.add_note(
+                f"{type(self).__name__} {before['id']!r} could not be restored after this "
+                f"error ({type(failure).__name__}: {failure}); reload it before using it again"
+            )
+            return
+        restored = fresh.__dict__
+        restored["version"] = version
+        restored["_origin"] = origin
+        del self._pending[pending:]  # the same list object as before the call
+        restored["_pending"] = self._pending
+        state = self.__dict__
+        state.clear()
+        state.update(restored)
 
     def _apply(self, event_type: str, data: dict[str, Any]) -> None:
         apply = self._appliers.get(event_type)
@@ -212,6 +300,10 @@ class Aggregate:
 
         Raises :class:`~esnotebook.EventStoreError` when the versions do not follow on.
         """
+        self._origin = _UNKNOWN  # these events may come from anywhere: no reload restores them
+        self._replay(events)
+
+    def _replay(self, events: Iterable[RecordedEvent]) -> None:
         appliers = self._appliers
         version = self.version
         for e in events:
@@ -249,6 +341,14 @@ class Aggregate:
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`get_state` returned (used when loading a snapshot)."""
         self.__dict__.update(copy.deepcopy(state))
+        self._origin = _UNKNOWN
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy or a pickle does not take the repository it came from along.
+        state = dict(self.__dict__)
+        if "_origin" in state and state["_origin"] is not None:
+            state["_origin"] = _UNKNOWN
+        return state
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -277,6 +377,17 @@ class Aggregate:
             for k, v in rows
         )
         return f"<b>{html.escape(type(self).__name__)}</b><table>{body}</table>"
+
+
+def _takes_id_only(init: Callable[..., Any]) -> bool:
+    """Whether ``init(self, id)`` is the whole signature (no other parameters to recall)."""
+    try:
+        params = list(inspect.signature(init).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return False
+    return len(params) == 1 and params[0].kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )  # fmt: skip
 
 
 def rule(condition: bool, message: str, exc: type[DomainException] = DomainException) -> None:

@@ -43,7 +43,7 @@ import polars as pl
 from .aggregates import Aggregate
 from .errors import ConcurrencyError, DomainException
 from .events import RecordedEvent, new_id
-from .repository import AggregateNotFoundError, Repository
+from .repository import AggregateNotFoundError, Repository  # noqa: F401 - importable from here as before
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -102,14 +102,19 @@ class Command:
     idempotency_key: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("command_id", "correlation_id", "causation_id", "idempotency_key"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise TypeError(
-                    f"{type(self).__name__}: {name!r} must be a non-empty str or None (got {value!r})"
-                )
-        if self.correlation_id is None:
-            object.__setattr__(self, "correlation_id", self.command_id)
+        # Unrolled: every command a saga sends is built here, so this runs very often.
+        command_id, correlation_id = self.command_id, self.correlation_id
+        causation_id, key = self.causation_id, self.idempotency_key
+        if not (isinstance(command_id, str) and command_id):
+            _bad_id(self, "command_id", command_id)
+        if correlation_id is not None and not (isinstance(correlation_id, str) and correlation_id):
+            _bad_id(self, "correlation_id", correlation_id)
+        if causation_id is not None and not (isinstance(causation_id, str) and causation_id):
+            _bad_id(self, "causation_id", causation_id)
+        if key is not None and not (isinstance(key, str) and key):
+            _bad_id(self, "idempotency_key", key)
+        if correlation_id is None:
+            object.__setattr__(self, "correlation_id", command_id)
 
     def caused_by(self: C, cause: RecordedEvent | Command) -> C:
         """This command as a consequence of ``cause`` (an event or a command).
@@ -130,6 +135,10 @@ class Command:
     def command_type(self) -> str:
         """The command's class name, e.g. ``"AddItem"``."""
         return type(self).__name__
+
+
+def _bad_id(command: Command, name: str, value: object) -> None:
+    raise TypeError(f"{type(command).__name__}: {name!r} must be a non-empty str or None (got {value!r})")
 
 
 Status = Literal["ok", "rejected", "duplicate"]
@@ -211,7 +220,12 @@ Middleware = Callable[[Command, Next], CommandResult]
 
 
 class UnitOfWork:
-    """What one run of a handler loaded: it hands out aggregates and tells the bus what changed."""
+    """What one run of a handler loaded: it hands out aggregates and tells the bus what changed.
+
+    The aggregates it hands out belong to the bus for the length of the command: the bus
+    may keep them (see ``cache_size`` of :class:`CommandBus`) and hand them to a later
+    command once it has checked they are still at the stream's current version.
+    """
 
     def __init__(self, bus: CommandBus) -> None:
         self._bus = bus
@@ -233,7 +247,9 @@ class UnitOfWork:
         seen = self._seen(repo, id)
         if seen is not None:
             return seen
-        aggregate = repo.load(id)
+        aggregate = self._bus._checkout(repo, id)
+        if aggregate is None:
+            aggregate = repo.load(id)
         self._loaded.append((repo, aggregate))
         return aggregate
 
@@ -255,16 +271,20 @@ class UnitOfWork:
         seen = self._seen(repo, id)
         if seen is not None:
             return seen
-        try:
-            aggregate = repo.load(id)
-        except AggregateNotFoundError:
-            aggregate = repo.aggregate_class(id)
+        aggregate = self._bus._checkout(repo, id)
+        if aggregate is None:
+            if not repo.exists(id):
+                # No stream yet: start fresh without paying for a failed load. Should a rival
+                # create it meanwhile, saving (expected version 0) raises ConcurrencyError.
+                aggregate = repo.aggregate_class(id)
+            else:
+                aggregate = repo.load(id)
         self._loaded.append((repo, aggregate))
         return aggregate
 
     def changed(self) -> list[tuple[Repository[Any], Aggregate]]:
         """The loaded aggregates that have pending events."""
-        return [(r, a) for r, a in self._loaded if a.pending_events]
+        return [(r, a) for r, a in self._loaded if a._pending]
 
 
 class CommandBus:
@@ -282,6 +302,13 @@ class CommandBus:
         outermost (e.g. :class:`InMemoryIdempotency`).
     snapshot_every
         Passed to the :class:`~esnotebook.Repository` the bus makes for each aggregate class.
+    cache_size
+        How many aggregates the bus keeps between commands (default 1024; 0 keeps none).
+        A kept aggregate is used again only when its stream is still at the version it was
+        saved or loaded at (or after replaying the events appended since), so a command
+        always sees the stored state; it saves the reload of the whole stream that each
+        command would otherwise pay. Aggregates a command rejected, failed on or returned
+        are never kept.
 
     Notes
     -----
@@ -296,15 +323,22 @@ class CommandBus:
         retries: int = 3,
         middleware: Sequence[Middleware] = (),
         snapshot_every: int | None = None,
+        cache_size: int = 1024,
     ) -> None:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"'retries' must be an int >= 0 (got {retries!r})")
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ValueError(f"'cache_size' must be an int >= 0 (got {cache_size!r})")
         self.store = store
         self.retries = retries
         self.snapshot_every = snapshot_every
+        self.cache_size = cache_size
         self._handlers: dict[type[Command], Handler] = {}
         self._repositories: dict[type[Aggregate], Repository[Any]] = {}
         self._middleware: list[Middleware] = []
+        self._chain: Next | None = None
+        # (class, id) -> aggregate with no pending events, least recently used first.
+        self._cache: dict[tuple[type[Aggregate], str], Aggregate] = {}
         for m in middleware:
             self.use(m)
 
@@ -333,6 +367,7 @@ class CommandBus:
         if not callable(middleware):
             raise TypeError(f"middleware must be callable (got {middleware!r})")
         self._middleware.append(middleware)
+        self._chain = None
 
     def repository(self, aggregate_class: type[A]) -> Repository[A]:
         """The repository the bus uses for ``aggregate_class`` (made on first use)."""
@@ -347,11 +382,72 @@ class CommandBus:
         if repository.store is not self.store:
             raise ValueError("the repository must use the bus's event store")
         self._repositories[repository.aggregate_class] = repository
+        self.clear_cache()
 
     @property
     def command_types(self) -> list[type[Command]]:
         """The command types with a handler."""
         return list(self._handlers)
+
+    # ------------------------------------------------------------------ kept aggregates
+    def clear_cache(self) -> None:
+        """Forget the aggregates kept between commands (the next commands reload them)."""
+        self._cache.clear()
+
+    def _checkout(self, repo: Repository[A], id: str) -> A | None:
+        """The kept aggregate, brought up to the stream's version, or ``None`` (load it).
+
+        It leaves the cache while a command holds it: only a command that succeeds puts it
+        back, so a rejected or failed command's aggregate is never seen again.
+        """
+        cls = repo.aggregate_class
+        if not self._cache or self._repositories.get(cls) is not repo:
+            return None
+        aggregate = self._cache.pop((cls, id), None)
+        if aggregate is None:
+            return None
+        current = self.store.stream_version(aggregate.stream_id)
+        if current == aggregate.version:
+            return aggregate  # type: ignore[return-value]
+        if current < aggregate.version:
+            return None  # cannot happen in an append-only store; reload to be safe
+        origin = aggregate._origin
+        try:
+            # Another writer appended meanwhile: apply just what it added.
+            aggregate._replay(self.store.read_stream(aggregate.stream_id, from_version=aggregate.version + 1))
+        except Exception:  # noqa: BLE001 - a full reload then reports whatever is wrong
+            return None
+        aggregate._origin = origin
+        return aggregate  # type: ignore[return-value]
+
+    def _read(self, aggregate_class: type[A], id: str) -> A:
+        """The aggregate as stored now, for code of this package that only reads it (a
+        saga's ``start``): taken from, and left in, the kept aggregates, so the command
+        that follows does not load it again. Never call commands on what this returns."""
+        uow = UnitOfWork(self)
+        aggregate = uow.load(aggregate_class, id)
+        self._keep(uow, None)
+        return aggregate
+
+    def _keep(self, uow: UnitOfWork, value: Any) -> None:
+        """Keep the aggregates of a command that succeeded (all saved, none pending)."""
+        size = self.cache_size
+        if not size:
+            return
+        cache = self._cache
+        for repo, aggregate in uow._loaded:
+            cls = repo.aggregate_class
+            if (
+                aggregate._pending
+                or aggregate is value
+                or aggregate.version == 0
+                or type(aggregate) is not cls
+                or self._repositories.get(cls) is not repo
+            ):
+                continue
+            cache[(cls, aggregate.id)] = aggregate
+        while len(cache) > size:
+            del cache[next(iter(cache))]
 
     # ------------------------------------------------------------------ dispatch
     def dispatch(
@@ -367,16 +463,19 @@ class CommandBus:
             ``"raise"`` re-raises the :class:`~esnotebook.DomainException` of a rejected
             command; ``"return"`` returns a result with ``status="rejected"``.
         """
-        if on_reject not in ("raise", "return"):
+        if on_reject != "raise" and on_reject != "return":
             raise ValueError(f"'on_reject' must be 'raise' or 'return' (got {on_reject!r})")
         if not isinstance(command, Command):
             raise TypeError(f"dispatch needs a Command (got {type(command).__name__})")
         if type(command) not in self._handlers:
             known = ", ".join(sorted(t.__name__ for t in self._handlers)) or "none"
             raise LookupError(f"no handler registered for {command.command_type} (registered: {known})")
-        run: Next = self._handle
-        for m in reversed(self._middleware):
-            run = _wrap(m, run)
+        run = self._chain
+        if run is None:
+            run = self._handle
+            for m in reversed(self._middleware):
+                run = _wrap(m, run)
+            self._chain = run
         result = run(command)
         if on_reject == "raise" and result.error is not None:
             raise result.error
@@ -384,7 +483,8 @@ class CommandBus:
 
     def _handle(self, command: Command) -> CommandResult:
         handler = self._handlers[type(command)]
-        metadata = {"command_type": command.command_type}
+        command_type = type(command).__name__
+        metadata = {"command_type": command_type}
         if command.idempotency_key is not None:
             metadata["idempotency_key"] = command.idempotency_key
         if command.causation_id is not None:
@@ -402,10 +502,11 @@ class CommandBus:
             if len(changed) > 1:
                 names = ", ".join(a.stream_id for _, a in changed)
                 raise RuntimeError(
-                    f"{command.command_type} changed {len(changed)} aggregates ({names}); a "
+                    f"{command_type} changed {len(changed)} aggregates ({names}); a "
                     "command may change at most one (use a saga for work across aggregates)"
                 )
             if not changed:
+                self._keep(uow, value)
                 return CommandResult(command, "ok", attempts=attempt, value=value)
             repo, aggregate = changed[0]
             try:
@@ -417,6 +518,7 @@ class CommandBus:
                 if attempt > self.retries:
                     raise
                 continue
+            self._keep(uow, value)
             return CommandResult(command, "ok", tuple(events), attempts=attempt, value=value)
 
 

@@ -130,8 +130,9 @@ class DurableIdempotency:
         self.mode = mode
         self.retention = retention
         self.max_keys = max_keys
-        self._clock = clock or (lambda: datetime.now(UTC))
-        self._records: dict[str, KeyRecord] = {}
+        self._clock = clock or _utc_now
+        # key -> the KeyRecord's fields as a plain tuple (cheaper to make on every command).
+        self._records: dict[str, tuple[Any, ...]] = {}
         self._results: dict[str, CommandResult] = {}
         base = getattr(store, "path", None)
         self.path: Path | None = Path(base) / "idempotency" if base is not None else None
@@ -146,12 +147,12 @@ class DurableIdempotency:
             return next(command)
         first = self._records.get(key)
         if first is not None:
-            if first.command_type != command.command_type:
+            if first[1] != command.command_type:
                 raise ValueError(
-                    f"idempotency key {key!r} was first used by {first.command_type}, now by "
+                    f"idempotency key {key!r} was first used by {first[1]}, now by "
                     f"{command.command_type}; a key names one logical request"
                 )
-            return self._duplicate(command, first)
+            return self._duplicate(command, KeyRecord(*first))
         result = next(command)
         self._record(key, result)
         return result
@@ -170,8 +171,9 @@ class DurableIdempotency:
 
     def _record(self, key: str, result: CommandResult) -> None:
         events = result.events
-        record = KeyRecord(
-            key, result.command.command_type, result.command.command_id, result.status,
+        command = result.command
+        record = (
+            key, type(command).__name__, command.command_id, result.status,
             events[0].position if events else None, events[-1].position if events else None,
             None if result.error is None else str(result.error),
             events[-1].position if events else self.store.head_position, self._clock(),
@@ -182,7 +184,7 @@ class DurableIdempotency:
             self._write([record])
 
     # ------------------------------------------------------------------ persistence
-    def _write(self, records: list[KeyRecord]) -> None:
+    def _write(self, records: list[tuple[Any, ...]]) -> None:
         assert self.path is not None
         name = f"keys-{uuid.uuid4().hex}.parquet"
         _atomic.write_parquet(self.path / name, _frame(records))
@@ -204,12 +206,12 @@ class DurableIdempotency:
         frame = pl.concat(frames) if frames else pl.DataFrame(schema=KEY_SCHEMA)
         frame = self._retained(frame.sort("recorded_at").unique("idempotency_key", keep="first", maintain_order=True))
         for row in frame.iter_rows():
-            self._records[row[0]] = KeyRecord(*row)
+            self._records[row[0]] = row
         recovered = self._recover(int(frame["head"].max() or 0) if frame.height else 0)
         if recovered:
             self._write(recovered)
 
-    def _recover(self, head: int) -> list[KeyRecord]:
+    def _recover(self, head: int) -> list[tuple[Any, ...]]:
         """Keys of commands whose events were stored after ``head`` but whose key file was
         never written (a crash in between), read back from the events' metadata."""
         if self.store.head_position <= head:
@@ -232,7 +234,7 @@ class DurableIdempotency:
         out = []
         for key, ctype, cid, first, last in tail.iter_rows():
             if key not in self._records:
-                rec = KeyRecord(key, ctype or "?", cid or "", "ok", first, last, None, last, now)
+                rec = (key, ctype or "?", cid or "", "ok", first, last, None, last, now)
                 self._records[key] = rec
                 out.append(rec)
         return out
@@ -288,8 +290,12 @@ class DurableIdempotency:
         return f"<b>DurableIdempotency</b>: {len(self)} key(s), mode {html.escape(self.mode)}, kept in {where}"
 
 
-def _frame(records: list[KeyRecord]) -> pl.DataFrame:
-    return pl.DataFrame([dataclasses.astuple(r) for r in records], schema=KEY_SCHEMA, orient="row")
+def _frame(records: list[tuple[Any, ...]]) -> pl.DataFrame:
+    return pl.DataFrame(records, schema=KEY_SCHEMA, orient="row")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def duplicate_side_effects(store: Any) -> pl.DataFrame:

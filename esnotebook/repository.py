@@ -190,7 +190,7 @@ class Repository(Generic[A]):
             aggregate.set_state(snapshot.state_dict())
             aggregate.version = snapshot.version
             tail = events[from_index:] if from_index else events
-            aggregate.replay(tail)
+            aggregate._replay(tail)
         else:
             if not events:
                 now = self.store.stream_version(stream_id)
@@ -200,13 +200,21 @@ class Repository(Generic[A]):
                     f"{f' at version {version}' if version is not None else ''}: "
                     f"{detail} (stream {stream_id!r})"
                 )
-            aggregate.replay(events)
+            aggregate._replay(events)
         if version is not None and aggregate.version < version:
             raise AggregateNotFoundError(
                 f"{self.aggregate_class.__name__} {id!r} has no version {version}: the stream "
                 f"{stream_id!r} is at version {aggregate.version}"
             )
+        # A command that raises rebuilds the state it started from by reloading it from here.
+        aggregate._origin = self._reload
         return aggregate
+
+    def _reload(self, id: str, version: int) -> A:
+        """The aggregate at ``version`` (an origin, see :meth:`Aggregate._roll_back`)."""
+        if version == 0:
+            return self.aggregate_class(id)
+        return self.load(id, version=version)
 
     def history(self, id: str) -> pl.DataFrame:
         """The aggregate's life, one row per event: what happened and the state after it.
@@ -268,10 +276,10 @@ class Repository(Generic[A]):
                 f"this repository saves {self.aggregate_class.__name__} aggregates "
                 f"(got {type(aggregate).__name__})"
             )
-        pending = aggregate.pending_events
+        pending = aggregate._pending
         if not pending:
             return []
-        start = aggregate.committed_version
+        start = aggregate.version - len(pending)
         new = [
             NewEvent(p.type, p.data, metadata=metadata, correlation_id=correlation_id,
                      causation_id=causation_id)
@@ -279,6 +287,8 @@ class Repository(Generic[A]):
         ]  # fmt: skip
         recorded = self.store.append(aggregate.stream_id, new, expected_version=start)
         aggregate.mark_saved()
+        if type(aggregate) is self.aggregate_class:
+            aggregate._origin = self._reload
         every = self.snapshot_every
         if every is not None and start // every < aggregate.version // every:
             self._take(aggregate, recorded[-1])

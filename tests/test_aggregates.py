@@ -161,3 +161,135 @@ def test_html_repr_is_escaped():
     a.deposit(1)
     out = a._repr_html_()
     assert "&lt;b&gt;x&lt;/b&gt;" in out and "<b>x</b>" not in out and "pending" in out
+
+
+class Tally(Aggregate):
+    """Nested mutable state (a dict of lists), so a shallow restore would not be enough."""
+
+    def __init__(self, id):
+        super().__init__(id)
+        self.by_key: dict[str, list[int]] = {}
+
+    @command
+    def add(self, key, n):
+        rule(n > 0, f"n must be > 0 (got {n})")
+        self.record("Added", key=key, n=n)
+
+    @command
+    def add_then_fail(self, key, n, *, meddle=False):
+        """Records (mutating nested state through apply), maybe meddles directly, then fails."""
+        self.record("Added", key=key, n=n)
+        if meddle:
+            self.by_key.setdefault("meddled", []).append(-1)
+        raise DomainException("refused after recording")
+
+    @applies("Added")
+    def _added(self, data):
+        self.by_key.setdefault(data["key"], []).append(data["n"])
+
+
+def _snapshot(a):
+    import copy
+
+    return copy.deepcopy((a.get_state(), a.version, a.committed_version, a.pending_events))
+
+
+OPS = st.lists(
+    st.tuples(st.sampled_from(["add", "fail", "meddle", "save"]), st.sampled_from("abc"), st.integers(-2, 5)),
+    max_size=25,
+)
+
+
+@given(OPS, st.sampled_from(["fresh", "loaded", "replayed by hand"]))
+@settings(max_examples=60, deadline=None)
+def test_any_rejected_command_leaves_the_aggregate_exactly_as_before(ops, origin):
+    """Whatever the aggregate's origin (fresh, loaded by a repository, replayed by hand) and
+    whatever a command did before raising (recorded events, changed nested state, meddled
+    with state directly), afterwards state, version and pending events are as before the
+    call, and the aggregate still equals a full replay of its events."""
+    import esnotebook as es
+    from esnotebook.repository import Repository
+
+    store = es.InMemoryEventStore()
+    repo = Repository(store, Tally)
+    seed = Tally("t-1")
+    seed.add("a", 1)
+    repo.save(seed)
+    tally = {
+        "fresh": lambda: Tally("t-2"),
+        "loaded": lambda: repo.load("t-1"),
+        "replayed by hand": lambda: Tally.from_events("t-1", store.read_stream("tally-t-1")),
+    }[origin]()
+    for name, key, n in ops:
+        before = _snapshot(tally)
+        if name == "save":
+            if origin != "replayed by hand":
+                repo.save(tally)
+            continue
+        try:
+            if name == "add":
+                tally.add(key, n)
+            else:
+                tally.add_then_fail(key, n, meddle=name == "meddle")
+        except DomainException:
+            assert _snapshot(tally) == before
+    saved = store.read_stream(tally.stream_id) if tally.committed_version else []
+    replayed = Tally.from_events(tally.id, saved + recorded(tally.stream_id, tally.pending_events, len(saved) + 1))
+    assert replayed == tally
+
+
+def test_a_command_that_cannot_be_restored_says_so_next_to_its_error():
+    """When the committed state cannot be rebuilt (its store lost the stream), the original
+    error still propagates, with a note telling the caller to reload the aggregate."""
+    import esnotebook as es
+    from esnotebook.repository import Repository
+
+    store = es.InMemoryEventStore()
+    repo = Repository(store, Tally)
+    t = Tally("t-1")
+    t.add("a", 1)
+    repo.save(t)
+    t._origin = lambda id, version: Tally(id)  # a broken origin: rebuilds version 0, not 1
+    with pytest.raises(DomainException, match="refused after recording") as info:
+        t.add_then_fail("a", 2)
+    assert any("could not be restored" in n and "reload it" in n for n in info.value.__notes__)
+    assert (t.version, t.pending_events) == (1, [])
+
+
+def test_an_aggregate_whose_init_takes_more_than_the_id_is_copied_before_commands():
+    """A fresh instance cannot be rebuilt from its id alone when __init__ takes more: the
+    command falls back to copying the state first, and still rolls back exactly."""
+
+    class Scaled(Tally):
+        def __init__(self, id, factor=2):
+            super().__init__(id)
+            self.factor = factor
+
+    s = Scaled("s-1", factor=3)
+    s.add("a", 1)
+    before = _snapshot(s)
+    with pytest.raises(DomainException):
+        s.add_then_fail("a", 2, meddle=True)
+    assert _snapshot(s) == before and s.factor == 3
+
+
+def test_copies_and_pickles_of_a_loaded_aggregate_leave_its_repository_behind():
+    """A loaded aggregate knows the repository that reloads it; a deep copy or a pickle of
+    it does not drag the repository (and its store) along, and still rolls back exactly."""
+    import copy
+    import pickle
+
+    import esnotebook as es
+    from esnotebook.repository import Repository
+
+    store = es.InMemoryEventStore()
+    repo = Repository(store, Account)
+    a = Account("a-1")
+    a.deposit(5)
+    repo.save(a)
+    loaded = repo.load("a-1")
+    for twin in (copy.deepcopy(loaded), pickle.loads(pickle.dumps(loaded))):
+        assert twin == loaded and "Repository" not in repr(twin.__dict__)
+        with pytest.raises(Overdrawn):
+            twin.deposit_then_fail(7)
+        assert (twin.balance, twin.history, twin.version, twin.pending_events) == (5, [5], 1, [])

@@ -225,3 +225,153 @@ def test_a_handler_that_asks_twice_gets_the_same_aggregate(store):
     result = bus.dispatch(AddStock("sku-1", 2))
     assert [e.version for e in result.events] == [1, 2]
     assert bus.repository(Inventory).load("sku-1").on_hand == 4
+
+
+# ---------------------------------------------------------------------- kept aggregates
+SKUS = ["sku-1", "sku-2"]
+BUS_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("stock"), st.sampled_from(SKUS), st.integers(1, 5)),
+        st.tuples(st.just("reserve"), st.sampled_from(SKUS), st.integers(1, 6)),
+        st.tuples(st.just("release"), st.sampled_from(SKUS), st.integers(1, 3)),
+        st.tuples(st.just("rival"), st.sampled_from(SKUS), st.integers(1, 3)),
+    ),
+    max_size=30,
+)
+
+
+def _run(ops, cache_size):
+    from esnotebook.examples import ReleaseInventory
+
+    store = es.InMemoryEventStore()
+    bus = order_domain_bus(store, cache_size=cache_size)
+    outcomes = []
+    for i, (kind, sku, n) in enumerate(ops):
+        if kind == "rival":
+            # Another writer, outside this bus, appends to the stream between commands.
+            rival = Inventory.from_events(sku, store.read_stream(f"inventory-{sku}"))
+            rival.add_stock(n)
+            store.append(rival.stream_id, [es.NewEvent(p.type, p.data) for p in rival.pending_events])
+            outcomes.append(("rival",))
+            continue
+        if kind == "stock":
+            cmd = AddStock(sku, n)
+        elif kind == "reserve":
+            cmd = ReserveInventory(sku, f"o-{i % 3}", n)
+        else:
+            cmd = ReleaseInventory(sku, f"o-{i % 3}", n)
+        r = bus.dispatch(cmd, on_reject="return")
+        outcomes.append((r.status, r.attempts, str(r.error), [(e.event_type, e.version, e.data) for e in r.events]))
+        for sku_ in SKUS:
+            if store.stream_version(f"inventory-{sku_}"):
+                fresh = bus.repository(Inventory).load(sku_)
+                kept = bus._cache.get((Inventory, sku_))
+                assert kept is None or kept == fresh or kept.version < fresh.version
+    return outcomes, [(e.stream_id, e.version, e.event_type, e.data) for e in store.read_all()]
+
+
+@given(BUS_OPS)
+@settings(max_examples=40, deadline=None)
+def test_kept_aggregates_give_exactly_what_reloading_every_time_gives(ops):
+    """The bus keeps aggregates between commands only as an optimisation: with rejections and
+    a rival writer appending in between, every result and every stored event are the same as
+    with no aggregate kept, and a kept aggregate is never ahead of or different from a reload."""
+    assert _run(ops, cache_size=1024) == _run(ops, cache_size=0)
+
+
+def test_a_rejected_commands_aggregate_is_not_kept(store):
+    """A rejection (or an error) discards the aggregate the command held; the next command
+    reloads it from the store."""
+    bus = order_domain_bus(store)
+    bus.dispatch(AddStock("sku-1", 2))
+    assert (Inventory, "sku-1") in bus._cache
+    assert bus.dispatch(ReserveInventory("sku-1", "o-1", 9), on_reject="return").status == "rejected"
+    assert (Inventory, "sku-1") not in bus._cache
+    assert bus.dispatch(ReserveInventory("sku-1", "o-1", 2)).events[0].version == 2
+
+
+def test_an_aggregate_a_handler_returns_is_not_kept():
+    """The caller may hold on to a returned aggregate: the bus must not change it later."""
+    store = es.InMemoryEventStore()
+    bus = CommandBus(store)
+
+    @bus.handles(AddStock)
+    def add(cmd, uow):
+        stock = uow.load_or_new(Inventory, cmd.sku)
+        stock.add_stock(cmd.quantity)
+        return stock
+
+    first = bus.dispatch(AddStock("sku-1", 2)).value
+    bus.dispatch(AddStock("sku-1", 3))
+    assert (first.on_hand, first.version) == (2, 1)
+
+
+def test_cache_size_is_checked_and_zero_keeps_nothing():
+    with pytest.raises(ValueError, match=r"'cache_size' must be an int >= 0 \(got -1\)"):
+        CommandBus(es.InMemoryEventStore(), cache_size=-1)
+    bus = order_domain_bus(es.InMemoryEventStore(), cache_size=0)
+    bus.dispatch(AddStock("sku-1", 2))
+    assert not bus._cache
+
+
+@dataclass(frozen=True, slots=True)
+class Checked(Command):
+    """A command with a check of its own: copies must still go through __init__."""
+
+    n: int
+
+    def __post_init__(self) -> None:
+        Command.__post_init__(self)
+        if self.n < 0:
+            raise ValueError(f"'n' must be >= 0 (got {self.n})")
+
+
+@given(
+    st.sampled_from(["k-1", "saga:o-1:do:reserve:0"]),
+    st.sampled_from(["corr-1", "c"]),
+    st.sampled_from([None, "cause-1"]),
+)
+@settings(max_examples=20, deadline=None)
+def test_restamping_a_command_equals_dataclasses_replace(key, corr, cause):
+    """The saga's fast copy of a command with new ids is the same command replace() makes,
+    for plain commands and for commands with a __post_init__ of their own."""
+    from esnotebook.sagas._commands import restamp as _restamp
+
+    for cmd in (AddItem("o-1", "sku-1", 2, 250), PlaceOrder("o-2", "c-2").caused_by(Touch("x")), Checked(3)):
+        fast = _restamp(cmd, idempotency_key=key, correlation_id=corr, causation_id=cause)
+        slow = dataclasses.replace(cmd, idempotency_key=key, correlation_id=corr, causation_id=cause)
+        assert fast == slow and type(fast) is type(cmd) and fast.command_id == cmd.command_id
+
+
+def test_restamping_refuses_bad_ids_like_the_constructor():
+    from esnotebook.sagas._commands import restamp as _restamp
+
+    with pytest.raises(TypeError, match=r"AddItem: 'idempotency_key' must be a non-empty str or None \(got ''\)"):
+        _restamp(AddItem("o-1", "s", 1, 1), idempotency_key="", correlation_id="c", causation_id=None)
+    with pytest.raises(TypeError, match=r"'causation_id' must be a non-empty str or None \(got 7\)"):
+        _restamp(AddItem("o-1", "s", 1, 1), idempotency_key="k", correlation_id="c", causation_id=7)
+
+
+def test_reading_through_the_bus_shares_the_kept_aggregate_and_stays_current(store):
+    """What a saga's start reads is the stored state, and the next command finds it loaded."""
+    bus = order_domain_bus(store)
+    bus.dispatch(PlaceOrder("o-1", "c-1"))
+    bus.clear_cache()
+    store.append("order-o-1", [es.NewEvent("ItemAdded", {"order_id": "o-1", "sku": "s", "quantity": 2, "price": 5})])
+    order = bus._read(Order, "o-1")
+    assert (order.version, order.total) == (2, 10) and order == bus.repository(Order).load("o-1")
+    assert bus._cache[(Order, "o-1")] is order
+    assert bus.dispatch(PayOrder("o-1", 10)).events[0].version == 3
+    with pytest.raises(es.EventStoreError, match="not found"):
+        bus._read(Order, "o-404")
+
+
+def test_a_kept_aggregate_catches_up_with_events_another_writer_appended(store):
+    """Events appended to a kept aggregate's stream by someone else are applied before the
+    next command runs: it decides on the stored state, first time, with no conflict."""
+    bus = order_domain_bus(store)
+    bus.dispatch(AddStock("sku-1", 1))
+    store.append("inventory-sku-1", [es.NewEvent("InventoryAdded", {"sku": "sku-1", "quantity": 4})])
+    result = bus.dispatch(ReserveInventory("sku-1", "o-1", 5))
+    assert (result.attempts, result.events[0].version) == (1, 3)
+    assert bus._cache[(Inventory, "sku-1")] == bus.repository(Inventory).load("sku-1")

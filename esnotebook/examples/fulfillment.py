@@ -56,7 +56,11 @@ def _order_id(event: RecordedEvent) -> str | None:
 
 
 def _start(event: RecordedEvent, bus: Any) -> dict[str, Any]:
-    order = bus.repository(Order).load(event.data["order_id"])
+    # Read through the bus's kept aggregates when it has them: the saga's PayOrder and
+    # ShipOrder then find the order already loaded.
+    read = getattr(bus, "_read", None)
+    order_id = event.data["order_id"]
+    order = read(Order, order_id) if read is not None else bus.repository(Order).load(order_id)
     return {
         "order_id": order.id,
         "customer": order.customer,

@@ -100,8 +100,11 @@ def order_domain_bus(
     retries: int = 3,
     middleware: Sequence[Middleware] = (),
     snapshot_every: int | None = None,
+    cache_size: int = 1024,
 ) -> CommandBus:
     """A :class:`~esnotebook.commands.CommandBus` on ``store`` that handles the order domain.
+
+    The options are those of :class:`~esnotebook.commands.CommandBus`.
 
     Examples
     --------
@@ -112,5 +115,7 @@ def order_domain_bus(
     >>> bus.dispatch(ReserveInventory("sku-1", "o-1", 9), on_reject="return").status
     'rejected'
     """
-    bus = CommandBus(store, retries=retries, middleware=middleware, snapshot_every=snapshot_every)
+    bus = CommandBus(
+        store, retries=retries, middleware=middleware, snapshot_every=snapshot_every, cache_size=cache_size
+    )
     return register_order_domain(bus)

@@ -71,12 +71,11 @@ class Inventory(Aggregate):
         """Hold ``quantity`` units for ``order_id``."""
         check_text("order_id", order_id)
         check_count("quantity", quantity)
-        rule(
-            quantity <= self.available,
-            f"sku {self.id!r}: cannot reserve {quantity} for order {order_id!r}: only "
-            f"{self.available} available",
-            InsufficientStock,
-        )
+        if quantity > self.available:  # the message is built only when the rule breaks
+            raise InsufficientStock(
+                f"sku {self.id!r}: cannot reserve {quantity} for order {order_id!r}: only "
+                f"{self.available} available"
+            )
         self.record("InventoryReserved", sku=self.id, order_id=order_id, quantity=quantity)
 
     @command

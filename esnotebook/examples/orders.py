@@ -72,15 +72,19 @@ class Order(Aggregate):
         rule(condition, f"order {self.id!r}: {message}", OrderRuleViolated)
 
     def _must_be_open(self, action: str) -> None:
-        self._must(self.status != "new", f"cannot {action} before the order is placed")
-        self._must(self.status not in ("shipped", "cancelled"), f"cannot {action}: the order is {self.status}")
+        # Messages are built only when a rule breaks: commands run in hot loops.
+        if self.status == "new":
+            self._must(False, f"cannot {action} before the order is placed")
+        if self.status in ("shipped", "cancelled"):
+            self._must(False, f"cannot {action}: the order is {self.status}")
 
     # ------------------------------------------------------------------ commands
     @command
     def place(self, customer: str) -> None:
         """Open the order for ``customer``."""
         check_text("customer", customer)
-        self._must(self.status == "new", f"is already placed (status {self.status})")
+        if self.status != "new":
+            self._must(False, f"is already placed (status {self.status})")
         self.record("OrderPlaced", order_id=self.id, customer=customer)
 
     @command
@@ -90,12 +94,11 @@ class Order(Aggregate):
         check_count("quantity", quantity)
         check_money("price", price)
         self._must_be_open("add items")
-        self._must(self.status == "placed", f"items can change only before payment (the order is {self.status})")
+        if self.status != "placed":
+            self._must(False, f"items can change only before payment (the order is {self.status})")
         line = self.items.get(sku)
-        self._must(
-            line is None or line["price"] == price,
-            f"sku {sku!r} is already in the order at unit price {line and line['price']}, not {price}",
-        )
+        if line is not None and line["price"] != price:
+            self._must(False, f"sku {sku!r} is already in the order at unit price {line['price']}, not {price}")
         self.record("ItemAdded", order_id=self.id, sku=sku, quantity=quantity, price=price)
 
     @command
@@ -114,9 +117,11 @@ class Order(Aggregate):
         """Record the payment of the exact total."""
         check_money("amount", amount)
         self._must_be_open("pay")
-        self._must(self.status == "placed", f"is already {self.status}; it can be paid only once")
+        if self.status != "placed":
+            self._must(False, f"is already {self.status}; it can be paid only once")
         self._must(bool(self.items), "an order with no items cannot be paid")
-        self._must(amount == self.total, f"payment must be the exact total {self.total} (got {amount})")
+        if amount != self.total:
+            self._must(False, f"payment must be the exact total {self.total} (got {amount})")
         self.record("PaymentReceived", order_id=self.id, amount=amount)
 
     @command
@@ -132,7 +137,8 @@ class Order(Aggregate):
     def ship(self) -> None:
         """Ship a paid order."""
         self._must_be_open("ship")
-        self._must(self.status == "paid", f"only a paid order can ship (the order is {self.status})")
+        if self.status != "paid":
+            self._must(False, f"only a paid order can ship (the order is {self.status})")
         self.record("OrderShipped", order_id=self.id)
 
     @command

@@ -58,7 +58,8 @@ class Payment(Aggregate):
     def charge(self, amount: int) -> None:
         """Take ``amount`` cents from the customer."""
         check_count("amount", amount)
-        self._must(self.status in ("new", "failed"), f"already {self.status}; an order is charged once")
+        if self.status not in ("new", "failed"):
+            self._must(False, f"already {self.status}; an order is charged once")
         self.record("PaymentCharged", order_id=self.id, amount=amount)
 
     @command

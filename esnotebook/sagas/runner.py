@@ -9,7 +9,6 @@ again carry the same keys, so they come back as duplicates and change nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import html
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from ..errors import ConcurrencyError
 from ..events import RecordedEvent
 from ..faults import CommandTimeout, FaultInjector, FaultPlan, TransientFault
 from ..idempotency import DurableIdempotency
+from ._commands import restamp
 from ._persist import HISTORY_SCHEMA, INSTANCE_SCHEMA, SagaFolder
 from .clock import SimulatedClock
 from .definition import Retry, Saga, Step, as_commands, check_mapping
@@ -302,9 +302,7 @@ class SagaRunner:
     ) -> tuple[str, str | None]:
         """Send one command with retries; return ``(outcome, error)``: outcome is ``ok``,
         ``duplicate``, ``rejected``, ``failed`` (a fails_on event), ``timeout`` or ``exhausted``."""
-        command = dataclasses.replace(
-            command, idempotency_key=key, correlation_id=inst.correlation_id, causation_id=inst.cause_id
-        )
+        command = restamp(command, idempotency_key=key, correlation_id=inst.correlation_id, causation_id=inst.cause_id)
         attempt = 0
         while True:
             attempt += 1
