@@ -2,7 +2,7 @@
 
     python _store_writer.py append  STORE ACKS SEED [COMMITS]   append orders, log each ack
     python _store_writer.py contend STORE GO SEED COMMITS HOLD LOCK_TIMEOUT
-    python _store_writer.py compact STORE MAX_EVENTS
+    python _store_writer.py compact STORE MAX_EVENTS[,MAX_EVENTS...]   one compaction per size
 
 Every order stream ``order-<tag>-<i>`` is written whole by one commit: an ``OrderPlaced``
 carrying ``items=k`` and then ``k`` ``ItemAdded``; so a reader that sees any stream with
@@ -110,7 +110,8 @@ def main(argv: list[str], *, ready: Callable[[], None] = _print_ready) -> int:
     if mode == "compact":
         store = ParquetEventStore(path)
         ready()
-        store.compact(max_events=int(argv[2]))
+        for size in argv[2].split(","):  # several passes: a longer window of churn
+            store.compact(max_events=int(size))
         print("done", flush=True)
         return 0
     raise SystemExit(f"unknown mode {mode!r}")

@@ -1,8 +1,9 @@
 """Conversions between events and event frames, shared by every store backend.
 
-A *type frame* holds the events of one event type: the canonical columns, a ``metadata``
-column (JSON text, null when empty) and that type's payload fields as typed columns. Stores
-keep type frames; :meth:`EventStore.scan` stitches them into the canonical event frame.
+An *event frame* holds events in position order: the canonical columns, a ``metadata``
+column (JSON text, null when empty) and the union of the payload fields of its event types
+as typed columns (null where a type lacks a field). Stores keep one such frame (or file) per
+commit, so the canonical event frame is their concatenation: no sort.
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ def metadata_json(metadata: dict[str, Any]) -> str | None:
 
 
 def frame_from_events(events: Sequence[RecordedEvent], fields: Schema) -> pl.DataFrame:
-    """The type frame of ``events`` (all of one type), typed by ``fields``."""
+    """The event frame of ``events`` (any types, in the given order), typed by ``fields``.
+
+    ``fields`` is the union of the payload fields of the events' types; an event whose
+    type lacks a field gets null there.
+    """
     columns: dict[str, list[Any]] = {
         "position": [e.position for e in events],
         "stream_id": [e.stream_id for e in events],
@@ -57,28 +62,51 @@ def frame_from_events(events: Sequence[RecordedEvent], fields: Schema) -> pl.Dat
     return pl.DataFrame(columns, schema=type_frame_schema(fields))
 
 
-def frames_by_type(
-    events: Iterable[RecordedEvent], schemas: dict[str, Schema]
-) -> dict[str, pl.DataFrame]:
-    groups: dict[str, list[RecordedEvent]] = {}
-    for e in events:
-        groups.setdefault(e.event_type, []).append(e)
-    return {t: frame_from_events(evs, schemas[t]) for t, evs in groups.items()}
+def events_from_frame(
+    frame: pl.DataFrame, fields: dict[str, Sequence[str]] | Sequence[str]
+) -> list[RecordedEvent]:
+    """Rebuild :class:`RecordedEvent` objects from an event frame, in its row order.
 
-
-def events_from_frame(frame: pl.DataFrame, fields: Sequence[str]) -> Iterator[RecordedEvent]:
-    """Rebuild :class:`RecordedEvent` objects from a type frame (position order kept)."""
-    header = [_values(frame.get_column(c)) for c in HEADER]
+    ``fields`` maps each event type to its payload fields (a plain sequence means: the
+    same fields for every row). Each column becomes Python values once, and each event
+    type's rows are built in one pass: the per-row cost is one tuple and two dicts.
+    """
     n = frame.height
-    payload = [_values(frame.get_column(f)) if f in frame.columns else [None] * n for f in fields]
+    if n == 0:
+        return []
+    header = [_values(frame.get_column(c)) if c in frame.columns else [None] * n for c in HEADER]
+    if not isinstance(fields, dict):
+        groups = {None: (range(n), list(fields))}
+    else:
+        groups = {}
+        kinds = frame.get_column("event_type")
+        distinct = kinds.unique(maintain_order=True).to_list()
+        if len(distinct) == 1:
+            groups[distinct[0]] = (range(n), list(fields[distinct[0]]))
+        else:
+            rows = pl.DataFrame({"t": kinds, "i": pl.int_range(n, eager=True)})
+            for (t,), part in rows.group_by("t", maintain_order=True):
+                groups[t] = (part.get_column("i").to_list(), list(fields[t]))
+    columns: dict[str, list[Any]] = {}
+    out: list[Any] = [None] * n
     loads = json.loads
-    for row, values in zip(zip(*header), zip(*payload) if payload else _empties(frame.height)):
-        pos, sid, ver, etype, eid, at, corr, cause, meta = row
-        yield RecordedEvent(
-            pos, sid, ver, etype, eid, at, corr, cause,
-            dict(zip(fields, values)),
-            loads(meta) if meta else {},
-        )
+    whole = [list(h) for h in header]
+    for rows_of, names in groups.values():
+        for f in names:
+            if f not in columns:
+                columns[f] = _values(frame.get_column(f)) if f in frame.columns else [None] * n
+        single = isinstance(rows_of, range)
+        hdr = whole if single else [[h[i] for i in rows_of] for h in whole]
+        payload = [columns[f] if single else [columns[f][i] for i in rows_of] for f in names]
+        values = zip(*payload) if payload else _empties(len(rows_of))
+        for at, row, vals in zip(rows_of, zip(*hdr), values):
+            pos, sid, ver, etype, eid, ts, corr, cause, meta = row
+            out[at] = RecordedEvent(
+                pos, sid, ver, etype, eid, ts, corr, cause,
+                dict(zip(names, vals)),
+                loads(meta) if meta else {},
+            )  # fmt: skip
+    return out
 
 
 def _values(column: pl.Series) -> list[Any]:
@@ -86,15 +114,27 @@ def _values(column: pl.Series) -> list[Any]:
 
     polars hands back ``zoneinfo.ZoneInfo("UTC")``; fresh events carry
     ``datetime.timezone.utc``. Equal instants either way, but one tzinfo everywhere keeps
-    reprs, pickles and hashes of events identical whichever path they took.
+    reprs, pickles and hashes of events identical whichever path they took. Long columns
+    go through pandas' vectorised conversion: a per-row ``replace(tzinfo=...)`` was most
+    of the cost of reading a long stream.
     """
     if isinstance(column.dtype, pl.Datetime) and column.dtype.time_zone == "UTC":
         utc = timezone.utc
+        if column.len() >= _VECTOR_DATETIMES and not column.has_nulls():
+            import pandas as pd
+
+            micros = column.dt.cast_time_unit("us").dt.epoch("us").to_numpy()
+            stamps = pd.DatetimeIndex(micros.view("datetime64[us]")).tz_localize(utc)
+            return stamps.to_pydatetime().tolist()
         return [
             None if d is None else d.replace(tzinfo=utc)
             for d in column.dt.replace_time_zone(None).to_list()
         ]
     return column.to_list()
+
+
+#: From this many rows on, datetimes are converted through pandas (vectorised).
+_VECTOR_DATETIMES = 256
 
 
 def _empties(n: int) -> Iterator[tuple[()]]:

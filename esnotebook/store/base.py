@@ -1,9 +1,11 @@
 """The :class:`EventStore` protocol and the logic every backend shares.
 
 A backend stores *commits*: each ``append`` or ``append_frame`` call is one commit, all of
-its events or none. The shared base checks input, assigns positions and versions, grows the
-payload schemas and turns stored type frames back into the canonical event frame; a backend
-only persists commits and hands back type frames.
+its events or none, kept as one event frame in position order (header, then the union of the
+payload fields of its types). The shared base checks input, assigns positions and versions,
+grows the payload schemas and reads the concatenated commits as the canonical event frame
+(no sort: commits are in position order and so is each commit); a backend only persists
+commits and hands back their concatenation.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class StoreBase:
         self._exact: dict[str, dict[str, type]] = {}
         self._head = 0
         self._versions: dict[str, int] | None = None
+        self._fields: Schema | None = None  # field -> column type, over all event types
         self._mutex = threading.RLock()
 
     # ------------------------------------------------------------------ backend hooks
@@ -125,8 +128,11 @@ class StoreBase:
 
     def _load_versions(self) -> dict[str, int]:
         """Stream -> current version, in order of stream creation."""
+        lf = self._events_frame()
+        if lf is None:
+            return {}
         frame = (
-            self._union(self.event_types(), ["stream_id", "version", "position"])
+            lf.select("stream_id", "version", "position")
             .group_by("stream_id")
             .agg(pl.col("version").max(), pl.col("position").min())
             .sort("position")
@@ -137,13 +143,15 @@ class StoreBase:
     def _commit_events(self, events: list[RecordedEvent], schemas: dict[str, Schema]) -> None:
         raise NotImplementedError
 
-    def _commit_frames(
-        self, frames: dict[str, pl.DataFrame], first: int, last: int, schemas: dict[str, Schema]
+    def _commit_frame(
+        self, frame: pl.DataFrame, first: int, last: int, schemas: dict[str, Schema]
     ) -> None:
+        """Persist one commit: an event frame in position order (header + union of fields)."""
         raise NotImplementedError
 
-    def _type_frame(self, event_type: str) -> pl.LazyFrame | None:
-        """All events of one type as a type frame (header + its fields), in position order."""
+    def _events_frame(self) -> pl.LazyFrame | None:
+        """Every event, in position order: the header, then every field of the store
+        (:meth:`field_types`), null where an event's type lacks it; ``None`` when empty."""
         raise NotImplementedError
 
     def _retrying(self, read: Callable[[], Any]) -> Any:
@@ -174,6 +182,20 @@ class StoreBase:
             raise KeyError(
                 f"no events of type {event_type!r} stored (types: {', '.join(sorted(self._schemas)) or 'none'})"
             ) from None
+
+    def field_types(self) -> dict[str, pl.DataType]:
+        """Every payload field of the store and its one column type, over all event types.
+
+        One field name keeps one column type across all event types (the canonical frame
+        has one column per field); a field only ever seen as ``None`` is ``Null``.
+        """
+        self._refresh()
+        return dict(self._field_union())
+
+    def _field_union(self) -> Schema:
+        if self._fields is None:
+            self._fields = _field_union(self._schemas)
+        return self._fields
 
     def _version_index(self) -> dict[str, int]:
         if self._versions is None:
@@ -294,6 +316,7 @@ class StoreBase:
             schema = dict(stored)
             for k, dt in seen.items():
                 schema[k] = _schema.extend(stored[k], dt, f"{event_type} field {k!r}") if k in stored else dt
+            self._share_field_types(event_type, schema, changed)
             if schema != stored or event_type not in self._schemas:
                 changed[event_type] = schema
             for i in indices:
@@ -308,10 +331,46 @@ class StoreBase:
                     datas[i] = {f: d.get(f) for f in schema}  # type: ignore[union-attr]
         return datas, changed  # type: ignore[return-value]
 
+    def _share_field_types(self, event_type: str, schema: Schema, pending: dict[str, Schema]) -> None:
+        """Bring ``schema`` (of ``event_type``) in line with the store-wide column types.
+
+        A field keeps one column type across all event types: a field new to this type
+        takes the type other types gave it (an int goes into their float column), and a
+        type no other type can share is refused, naming both types; nothing is written.
+        """
+        others = {t: s for t, s in {**self._schemas, **pending}.items() if t != event_type}
+        for name, dtype in schema.items():
+            for other, fields in others.items():
+                theirs = fields.get(name)
+                if theirs is None or isinstance(theirs, pl.Null) or theirs == dtype:
+                    continue
+                try:
+                    merged = _schema.extend(theirs, dtype, f"{event_type} field {name!r}")
+                except EventDataError:
+                    merged = None
+                if merged != theirs:
+                    raise EventDataError(
+                        f"{event_type} field {name!r} would be stored as {dtype}, but event type "
+                        f"{other!r} stores {name!r} as {theirs}; one field name keeps one column "
+                        "type across all event types (nothing was written) - rename the field "
+                        "or match its type"
+                    )
+                schema[name] = dtype = theirs
+
     def _accept_schemas(self, schemas: dict[str, Schema]) -> None:
+        if not schemas:
+            return
         for event_type, schema in schemas.items():
             self._schemas[event_type] = schema
-            self._exact[event_type] = _schema.exact_types(schema)
+        self._fields = fields = _field_union(self._schemas)
+        # A field a type has only seen as None takes the column type another type gave it.
+        for event_type, schema in self._schemas.items():
+            for name, dtype in schema.items():
+                if isinstance(dtype, pl.Null) and not isinstance(fields[name], pl.Null):
+                    schema[name] = fields[name]
+                    schemas.setdefault(event_type, schema)
+        for event_type in schemas:
+            self._exact[event_type] = _schema.exact_types(self._schemas[event_type])
 
     def append_frame(self, frame: pl.DataFrame | pd.DataFrame) -> range:
         """Append a dataframe of events in one atomic commit; return the positions given.
@@ -350,16 +409,15 @@ class StoreBase:
             prepared, top = _assign_versions(prepared, versions)
             now = self._clock()
             prepared = _fill_header(prepared, head, now)
-            frames, schemas = self._split_by_type(prepared)
-            self._commit_frames(frames, head + 1, head + n, schemas)
+            commit, schemas = self._commit_layout(prepared)
+            self._commit_frame(commit, head + 1, head + n, schemas)
             self._accept_schemas(schemas)
             self._head = head + n
             versions.update(top)
             return range(head + 1, head + n + 1)
 
-    def _split_by_type(
-        self, frame: pl.DataFrame
-    ) -> tuple[dict[str, pl.DataFrame], dict[str, Schema]]:
+    def _commit_layout(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Schema]]:
+        """The commit's event frame (header + union of its types' fields) and new schemas."""
         payload = [c for c in frame.columns if c not in HEADER]
         changed: dict[str, Schema] = {}
         types = frame.get_column("event_type").unique(maintain_order=True).to_list()
@@ -369,28 +427,28 @@ class StoreBase:
             # Which fields each type carries: the columns not null in some row of that type.
             seen = frame.group_by("event_type").agg(pl.col(payload).is_not_null().any())
             presence = {row[0]: row[1:] for row in seen.iter_rows()}
-        plans = []
+        carried: dict[str, None] = {}
         for event_type in types:
             present = presence[event_type] if payload else ()
             fields = [c for c, has in zip(payload, present) if has]
+            carried.update(dict.fromkeys(fields))
             stored = self._schemas.get(event_type, {})
             schema = dict(stored)
             for f in fields:
                 _schema.check_field_name(f, event_type)
                 dt = _schema.frame_dtype(frame.schema[f], f"column {f!r}")
                 schema[f] = _schema.extend(stored[f], dt, f"{event_type} field {f!r}") if f in stored else dt
+            self._share_field_types(event_type, schema, changed)
             if schema != stored or event_type not in self._schemas:
                 changed[event_type] = schema
-            plans.append(
-                frame.lazy()
-                .filter(pl.col("event_type") == event_type)
-                .select(
-                    *HEADER,
-                    *(_cast_field(f, dt) if f in fields else pl.lit(None, dt).alias(f) for f, dt in schema.items()),
-                )
-            )
-        frames = dict(zip(types, pl.collect_all(plans)))
-        return frames, changed
+        union = _field_union({**self._schemas, **changed})
+        names = canonical_columns({**self._schemas, **changed}, types)[len(CANONICAL_COLUMNS):]
+        # Columns no row carries (all null) are dropped: a commit stores only what it holds.
+        commit = frame.select(
+            *HEADER,
+            *(_cast_field(f, union[f]) if f in carried else pl.lit(None, union[f]).alias(f) for f in names),
+        )
+        return commit, changed
 
     # ------------------------------------------------------------------ read
     def read_stream(
@@ -433,23 +491,17 @@ class StoreBase:
         while lo < end:
             hi = min(lo + READ_CHUNK, end)
             pred = (pl.col("position") > lo) & (pl.col("position") <= hi)
-            chunk = self._retrying(lambda: self._events_where(types, pred))
-            chunk.sort(key=lambda e: e.position)
-            yield from chunk
+            yield from self._retrying(lambda: self._events_where(types, pred))
             lo = hi
 
     def _events_where(self, types: Sequence[str], predicate: pl.Expr) -> list[RecordedEvent]:
-        events: list[RecordedEvent] = []
-        frames = []
-        for t in types:
-            lf = self._type_frame(t)
-            if lf is not None:
-                frames.append((t, lf.filter(predicate)))
-        collected = pl.collect_all([lf for _, lf in frames]) if frames else []
-        for (t, _), df in zip(frames, collected):
-            if df.height:
-                events.extend(events_from_frame(df, list(self._schemas[t])))
-        return events
+        lf = self._events_frame()
+        if lf is None:
+            return []
+        if len(types) < len(self._schemas):
+            predicate &= pl.col("event_type").is_in(list(types))
+        frame = lf.filter(predicate).collect()
+        return events_from_frame(frame, self._schemas)
 
     def _types(self, event_types: Sequence[str] | str | None) -> list[str]:
         if event_types is None:
@@ -457,17 +509,6 @@ class StoreBase:
         if isinstance(event_types, str):
             event_types = [event_types]
         return [t for t in dict.fromkeys(event_types) if t in self._schemas]
-
-    def _union(self, types: Sequence[str], columns: Sequence[str] | None = None) -> pl.LazyFrame:
-        """The type frames of ``types`` stacked (not sorted), optionally narrowed to ``columns``."""
-        frames = []
-        for t in types:
-            lf = self._type_frame(t)
-            if lf is not None:
-                frames.append(lf.select(columns) if columns is not None else lf)
-        if not frames:
-            return empty_frame(with_metadata=True).lazy().select(columns or HEADER)
-        return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
     def scan(
         self,
@@ -483,6 +524,10 @@ class StoreBase:
         correlation_id, causation_id``, then (with ``with_metadata=True``) ``metadata`` as
         JSON text, then the payload fields of the selected event types, each a typed column,
         null where an event type lacks the field.
+
+        Commits are stored in position order, each sorted, so the frame is their
+        concatenation: no sort. ``event_types`` and the position range become filters
+        that the Parquet reader pushes down to row-group statistics.
 
         Parameters
         ----------
@@ -507,18 +552,15 @@ class StoreBase:
         columns = canonical_columns(self._schemas, types)
         if with_metadata:
             columns.insert(len(CANONICAL_COLUMNS), "metadata")
-        frames = [lf for lf in (self._type_frame(t) for t in types) if lf is not None]
-        if not frames:
+        lf = self._events_frame() if types else None
+        if lf is None:
             return empty_frame(with_metadata).lazy()
-        if from_position or to_position is not None:
-            pred = pl.col("position") > from_position
-            if to_position is not None:
-                pred &= pl.col("position") <= to_position
-            frames = [lf.filter(pred) for lf in frames]
-        if len(frames) == 1:
-            lf = frames[0]
-        else:
-            lf = pl.concat(frames, how="diagonal_relaxed").sort("position")
+        if len(types) < len(self._schemas):
+            lf = lf.filter(pl.col("event_type").is_in(types))
+        if from_position:
+            lf = lf.filter(pl.col("position") > from_position)
+        if to_position is not None:
+            lf = lf.filter(pl.col("position") <= to_position)
         return lf.select(columns)
 
     def to_polars(self, **kwargs: Any) -> pl.DataFrame:
@@ -574,6 +616,16 @@ def frame_to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
     out = frame.to_arrow().to_pandas(types_mapper=nullable.get)
     never_null = [c for c in ("position", "version") if c in out.columns]
     return out.astype({c: "int64" for c in never_null}) if never_null else out
+
+
+def _field_union(schemas: dict[str, Schema]) -> Schema:
+    """Field -> column type over all event types (``Null`` only where every type has Null)."""
+    out: Schema = {}
+    for schema in schemas.values():
+        for name, dtype in schema.items():
+            if name not in out or isinstance(out[name], pl.Null):
+                out[name] = dtype
+    return out
 
 
 def _checked_metadata(e: NewEvent, i: int) -> dict[str, Any]:

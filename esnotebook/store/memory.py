@@ -10,7 +10,7 @@ import polars as pl
 
 from .._schema import Schema
 from ..events import RecordedEvent
-from ._frames import events_from_frame, frame_from_events
+from ._frames import HEADER_SCHEMA, events_from_frame, frame_from_events
 from .base import READ_CHUNK, Clock, StoreBase, _check_int, _check_stream_id
 
 __all__ = ["InMemoryEventStore"]
@@ -22,12 +22,16 @@ _MERGE_BELOW = 65_536
 
 @dataclass(slots=True)
 class _Segment:
-    """A run of consecutive positions, held as objects, as type frames, or both."""
+    """A run of consecutive positions, held as objects, as one event frame, or both.
+
+    The frame holds the header and the union of the fields of its event types, in position
+    order, so the store's frame is the segments' frames stacked: no sort.
+    """
 
     first: int
     last: int
     events: list[RecordedEvent] | None = None
-    frames: dict[str, pl.DataFrame] | None = None
+    frame: pl.DataFrame | None = None
 
 
 class InMemoryEventStore(StoreBase):
@@ -69,12 +73,12 @@ class InMemoryEventStore(StoreBase):
         self._tail.extend(events)
         self._by_stream.setdefault(events[0].stream_id, []).extend(events)
 
-    def _commit_frames(
-        self, frames: dict[str, pl.DataFrame], first: int, last: int, schemas: dict[str, Schema]
+    def _commit_frame(
+        self, frame: pl.DataFrame, first: int, last: int, schemas: dict[str, Schema]
     ) -> None:
         self._seal()
-        streams = pl.concat([f.get_column("stream_id") for f in frames.values()]).unique().to_list()
-        segment = _Segment(first, last, frames=frames)
+        streams = frame.get_column("stream_id").unique().to_list()
+        segment = _Segment(first, last, frame=frame)
         self._segments.append(segment)
         index = self._frame_streams
         known = {s: index[s] for s in streams if s in index}
@@ -84,43 +88,31 @@ class InMemoryEventStore(StoreBase):
             index[s] = (*before, segment)
 
     def _seal(self) -> None:
-        """Move the object tail into a segment with type frames (built once, here)."""
+        """Move the object tail into a segment with an event frame (built once, here)."""
         if not self._tail:
             return
         tail, self._tail = self._tail, []
-        groups: dict[str, list[RecordedEvent]] = {}
-        for e in tail:
-            groups.setdefault(e.event_type, []).append(e)
-        frames = {t: frame_from_events(evs, self._schemas[t]) for t, evs in groups.items()}
+        union = self._field_union()
+        names = dict.fromkeys(f for t in dict.fromkeys(e.event_type for e in tail) for f in self._schemas[t])
+        frame = frame_from_events(tail, {f: union[f] for f in names})
         prev = self._segments[-1] if self._segments else None
         if prev is not None and prev.events is not None and len(prev.events) + len(tail) <= _MERGE_BELOW:
             prev.events.extend(tail)
             prev.last = tail[-1].position
-            assert prev.frames is not None
-            for t, f in frames.items():
-                old = prev.frames.get(t)
-                prev.frames[t] = f if old is None else pl.concat([old, f], how="diagonal_relaxed")
+            assert prev.frame is not None
+            prev.frame = pl.concat(_aligned([prev.frame, frame], _union_schema(prev.frame, frame)))
         else:
-            self._segments.append(_Segment(tail[0].position, tail[-1].position, events=tail, frames=frames))
+            self._segments.append(_Segment(tail[0].position, tail[-1].position, events=tail, frame=frame))
 
     # ------------------------------------------------------------------ reads
-    def _type_frame(self, event_type: str) -> pl.LazyFrame | None:
+    def _events_frame(self) -> pl.LazyFrame | None:
         with self._mutex:
             self._seal()
-            schema = self._schemas.get(event_type)
-            if schema is None:
-                return None
-            parts = [s.frames[event_type] for s in self._segments if s.frames and event_type in s.frames]
+            parts = [s.frame for s in self._segments if s.frame is not None]
+            target = {**HEADER_SCHEMA, **self._field_union()}
         if not parts:
             return None
-        target = {**parts[0].schema, **{k: v for k, v in schema.items()}}
-        aligned = [
-            p if p.schema == target else p.select(
-                pl.col(c).cast(dt) if c in p.columns else pl.lit(None, dt).alias(c) for c, dt in target.items()
-            )
-            for p in parts
-        ]
-        return pl.concat(aligned, how="vertical", rechunk=False).lazy()
+        return pl.concat(_aligned(parts, target), how="vertical", rechunk=False).lazy()
 
     def read_stream(
         self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
@@ -133,9 +125,8 @@ class InMemoryEventStore(StoreBase):
         if segments:
             pred = (pl.col("stream_id") == stream_id) & pl.col("version").is_between(from_version, hi)
             for seg in segments:
-                assert seg.frames is not None
-                for t, frame in seg.frames.items():
-                    out.extend(events_from_frame(frame.filter(pred), list(self._schemas[t])))
+                assert seg.frame is not None
+                out.extend(events_from_frame(seg.frame.filter(pred), self._schemas))
         # Objects are ordered by version, so the wanted ones are a slice.
         if objects:
             first = objects[0].version
@@ -180,16 +171,33 @@ class InMemoryEventStore(StoreBase):
                 yield self._complete(e)
 
     def _frame_events(self, seg: _Segment, types: Sequence[str], start: int, end: int) -> Iterator[RecordedEvent]:
-        assert seg.frames is not None
+        assert seg.frame is not None
+        kinds = None if len(types) == len(self._schemas) else pl.col("event_type").is_in(list(types))
         lo = start
         while lo < end:
             hi = min(lo + READ_CHUNK, end)
-            chunk: list[RecordedEvent] = []
-            for t in types:
-                frame = seg.frames.get(t)
-                if frame is not None:
-                    part = frame.filter(pl.col("position").is_between(lo + 1, hi))
-                    chunk.extend(events_from_frame(part, list(self._schemas[t])))
-            chunk.sort(key=lambda e: e.position)
-            yield from chunk
+            # Positions run from seg.first without gaps: the chunk is a slice of the frame.
+            part = seg.frame.slice(lo + 1 - seg.first, hi - lo)
+            if kinds is not None:
+                part = part.filter(kinds)
+            yield from events_from_frame(part, self._schemas)
             lo = hi
+
+
+def _union_schema(*frames: pl.DataFrame) -> dict[str, pl.DataType]:
+    out: dict[str, pl.DataType] = {}
+    for f in frames:
+        for name, dtype in f.schema.items():
+            if name not in out or isinstance(out[name], pl.Null):
+                out[name] = dtype
+    return out
+
+
+def _aligned(parts: list[pl.DataFrame], target: dict[str, pl.DataType]) -> list[pl.DataFrame]:
+    """``parts`` with exactly the columns of ``target``, in its order and types."""
+    return [
+        p if p.schema == target else p.select(
+            pl.col(c).cast(dt) if c in p.columns else pl.lit(None, dt).alias(c) for c, dt in target.items()
+        )
+        for p in parts
+    ]  # fmt: skip

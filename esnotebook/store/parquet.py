@@ -1,38 +1,44 @@
 """The Parquet event store: a folder of immutable Parquet files that any Arrow tool can read.
 
-Layout (docs/parquet-layout.md has the details and recipes for DuckDB, polars, pyarrow)::
+Layout (version 2; docs/parquet-layout.md has the details and recipes for DuckDB, polars,
+pyarrow)::
 
     store/
-      esnotebook-store.json        marks the folder as a store (format and version)
-      LOCK                         held by the one writer process (flock)
+      esnotebook-store.json              marks the folder as a store (format and version)
+      LOCK                               held by the one writer process (flock)
       events/
-        000000000001-000000000010/ one commit: the positions it holds, first-last
-          OrderPlaced.parquet      one file per event type, with that type's typed columns
-          ItemAdded.parquet
-      _tmp/                        commits being written; never read; the next writer
-                                   removes what a crashed one left
+        000000000001-000000000010.parquet  one commit: positions first-last, in position
+                                           order, the header then the union of the payload
+                                           fields of its event types
+      _tmp/                              commits being written; never read; the next writer
+                                         removes what a crashed one left
 
-A commit is written into ``_tmp/``, every file fsynced, then the whole folder is renamed into
-``events/`` in one atomic step, so a crash at any instant leaves either the whole commit
-or none of it. ``compact()`` merges commit folders into bigger ones the same way; a
-folder whose range lies inside another's is superseded and ignored until the writer
-removes it. Readers never take the lock; when a compaction in another process removes files
-under a read, the read lists the folder again and retries.
+A commit is written into ``_tmp/``, flushed and fsynced, then renamed into ``events/`` in one
+atomic step (and the folder fsynced), so a crash at any instant leaves either the whole
+commit or none of it. Files are in position order and each is sorted, so the canonical event
+frame is one ``scan_parquet`` over the files: no sort. Each file's key-value metadata
+(``esnotebook.fields``) lists, per event type in it, that type's fields, so an event's
+``data`` holds exactly its type's fields.
+
+``compact()`` merges runs of files into bigger ones the same way; a file whose range lies
+inside another's is superseded and ignored until the writer removes it. Readers never take
+the lock; when a compaction in another process removes files under a read, the read lists
+the folder again and retries.
 """
 
 from __future__ import annotations
 
+import bisect
 import errno
 import fcntl
 import json
 import os
-import re
 import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -41,45 +47,30 @@ import polars as pl
 from .. import _schema
 from .._schema import Schema
 from ..errors import EventStoreError, StoreCorruptedError, StoreLockedError
-from ..events import RecordedEvent, check_event_type
-from ._frames import HEADER_SCHEMA, frames_by_type, type_frame_schema
-from .base import Clock, StoreBase
+from ..events import RecordedEvent
+from ._cache import StreamCache
+from ._files import FIELDS_KEY, File as _File, file_name_match, resolve, validate_file, widest
+from ._frames import HEADER_SCHEMA, events_from_frame, frame_from_events
+from .base import Clock, StoreBase, _check_int, _check_stream_id, _field_union
 
 __all__ = ["ParquetEventStore"]
 
 MARKER = "esnotebook-store.json"
 FORMAT = "esnotebook-parquet"
-FORMAT_VERSION = 1
-_SEGMENT_NAME = re.compile(r"(\d{12})-(\d{12})\Z")
+FORMAT_VERSION = 2
 _CAST = pl.ScanCastOptions(integer_cast=["upcast", "allow-float"], missing_struct_fields="insert")
 
 #: How long a read disturbed by a concurrent compaction (files replaced under it) retries.
 _RETRY_SECONDS = 30.0
 #: Well above the coarse clock tick (1-10 ms) that stamps directory modification times.
 _MTIME_TICK_NS = 50_000_000
+#: Events this process wrote or read, kept by stream so that loading an aggregate right
+#: after saving it costs no file I/O (least recently used streams go first).
+_CACHE_EVENTS = 100_000
 
 T = TypeVar("T")
 
 Compression = Literal["lz4", "zstd", "snappy", "uncompressed"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Segment:
-    """One committed folder of ``events/``: positions ``first..last``, a file per type."""
-
-    first: int
-    last: int
-    path: Path
-    files: dict[str, Path]
-    fields: dict[str, Schema]
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-
-def _segment_name(first: int, last: int) -> str:
-    return f"{first:012d}-{last:012d}"
 
 
 def _fsync(path: Path) -> None:
@@ -141,8 +132,13 @@ class ParquetEventStore(StoreBase):
         self._events_dir = self.path / "events"
         self._tmp_dir = self.path / "_tmp"
         self._lock_fd: int | None = None
-        self._segments: list[_Segment] = []
-        self._known: dict[str, _Segment] = {}  # validated segment folders, by name
+        self._files: list[_File] = []
+        self._firsts: list[int] = []  # first position of each live file, for bisect
+        self._known: dict[str, _File] = {}  # validated files, by name
+        # stream -> one position per commit holding its events (an int when just one);
+        # a position finds its file by bisect, whatever compaction did since.
+        self._anchors: dict[str, int | list[int]] | None = None
+        self._cache = StreamCache(limit=_CACHE_EVENTS)
         self._listing_stamp: int | None = None
         self._open_folder()
         # Leftovers of crashed writers are removed by the next writer when it takes the
@@ -261,200 +257,296 @@ class ParquetEventStore(StoreBase):
             yield
 
     def _tidy(self) -> None:
-        """With the lock held: delete unfinished commits and superseded folders."""
+        """With the lock held: delete unfinished commits and superseded files."""
         self._tmp_dir.mkdir(exist_ok=True)
         for entry in os.scandir(self._tmp_dir):
-            shutil.rmtree(entry.path, ignore_errors=True)
-        names = self._segment_names()
-        live = {name for name, _, _ in _resolve(names, self._events_dir)}
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                Path(entry.path).unlink(missing_ok=True)
+        names = self._file_names()
+        live = {name for name, _, _ in resolve(names, self._events_dir)}
         for name, _, _ in names:
             if name not in live:
-                shutil.rmtree(self._events_dir / name, ignore_errors=True)
+                (self._events_dir / name).unlink(missing_ok=True)
                 self._known.pop(name, None)
 
     # ------------------------------------------------------------------ the listing
-    def _segment_names(self) -> list[tuple[str, int, int]]:
+    def _file_names(self) -> list[tuple[str, int, int]]:
         found = []
         for entry in os.scandir(self._events_dir):
-            m = _SEGMENT_NAME.match(entry.name)
-            if m is None or not entry.is_dir():
+            m = file_name_match(entry.name)
+            if m is None or not entry.is_file():
                 raise StoreCorruptedError(
-                    f"{entry.path}: unexpected entry in the events folder (expected folders "
-                    "named <first position>-<last position>, 12 digits each)"
+                    f"{entry.path}: unexpected entry in the events folder (expected files "
+                    "named <first position>-<last position>.parquet, 12 digits each)"
                 )
             found.append((entry.name, int(m.group(1)), int(m.group(2))))
         return found
 
     def _refresh(self) -> None:
-        """Bring the view of committed folders up to date (cheap when nothing changed)."""
+        """Bring the view of committed files up to date (cheap when nothing changed)."""
         with self._mutex:
             stamp = os.stat(self._events_dir).st_mtime_ns
             if stamp == self._listing_stamp:
                 return
             listed_at = time.time_ns()
             deadline = time.monotonic() + _RETRY_SECONDS
-            listing = _resolve(self._segment_names(), self._events_dir)
-            known = dict(self._known)  # a folder's name fixes its content: validate once
+            listing = resolve(self._file_names(), self._events_dir)
+            known = dict(self._known)  # a file's name fixes its content: validate once
             pause = 0.001
             while True:
                 try:
-                    segments = []
+                    files = []
                     for name, first, last in listing:
-                        seg = known.get(name)
-                        if seg is None:
-                            seg = known[name] = self._validate(name, first, last)
-                        segments.append(seg)
+                        f = known.get(name)
+                        if f is None:
+                            f = known[name] = self._validate(name, first, last)
+                        files.append(f)
                     break
                 except (FileNotFoundError, StoreCorruptedError):
-                    # A compaction in another process may have replaced folders while we
-                    # looked: what vanished or looked half-deleted was superseded. Damage
-                    # is reported only when a fresh listing shows the same folders.
+                    # A compaction in another process may have replaced files while we
+                    # looked: what vanished or looked half-written was superseded. Damage
+                    # is reported only when a fresh listing shows the same files.
                     time.sleep(pause)
                     pause = min(pause * 2, 0.05)
-                    fresh = _resolve(self._segment_names(), self._events_dir)
+                    fresh = resolve(self._file_names(), self._events_dir)
                     if fresh == listing or time.monotonic() > deadline:
                         raise
                     listing = fresh
             old_head = self._head
-            self._install(segments)
+            self._install(files)
             # Directory mtimes come from the kernel's coarse clock: a change within the same
             # tick as our listing keeps the mtime. Trust the stamp only when it is older
             # than any tick; otherwise list again next time.
             self._listing_stamp = stamp if listed_at - stamp > _MTIME_TICK_NS else None
             if self._versions is not None and self._head > old_head:
                 try:
-                    self._update_versions(old_head)
+                    self._update_index(old_head)
                 except FileNotFoundError:
-                    self._versions = None  # compacted under us; rebuilt on next use
+                    self._versions = self._anchors = None  # compacted under us; rebuilt on use
 
-    def _install(self, segments: list[_Segment]) -> None:
-        self._segments = segments
-        self._known = {s.name: s for s in segments}
-        self._head = segments[-1].last if segments else 0
+    def _install(self, files: list[_File]) -> None:
+        self._files = files
+        self._firsts = [f.first for f in files]
+        self._known = {f.name: f for f in files}
+        self._head = files[-1].last if files else 0
         schemas: dict[str, Schema] = {}
-        for seg in segments:
-            for event_type, fields in seg.fields.items():
+        owner: dict[str, tuple[str, pl.DataType]] = {}  # field -> (a type, its column type)
+        for f in files:
+            for event_type, fields in f.fields.items():
                 stored = schemas.setdefault(event_type, {})
                 for name, dtype in fields.items():
-                    where = f"{seg.files[event_type]}: field {name!r}"
+                    where = f"{f.path}: field {name!r} of {event_type}"
                     try:
                         stored[name] = _schema.extend(stored[name], dtype, where) if name in stored else dtype
                     except EventStoreError as exc:
                         raise StoreCorruptedError(str(exc)) from None
+                    if isinstance(dtype, pl.Null):
+                        continue
+                    seen = owner.setdefault(name, (event_type, dtype))
+                    if seen[1] != dtype and widest(seen[1], dtype) is None:
+                        raise StoreCorruptedError(
+                            f"{f.path}: field {name!r} is {dtype} for {event_type} but {seen[1]} "
+                            f"for {seen[0]}; a field keeps one column type across event types"
+                        )
         self._schemas = {}
         self._exact = {}
+        self._fields = None
         self._accept_schemas(schemas)
 
-    def _update_versions(self, old_head: int) -> None:
-        assert self._versions is not None
-        files = [f for seg in self._segments if seg.last > old_head for f in seg.files.values()]
-        new = (
-            pl.concat([pl.scan_parquet(f).select("stream_id", "version", "position") for f in files])
-            .filter(pl.col("position") > old_head)
-            .group_by("stream_id")
+    def _validate(self, name: str, first: int, last: int) -> _File:
+        return validate_file(self._events_dir / name, first, last)
+
+    # ------------------------------------------------------------------ the stream index
+    def _load_versions(self) -> dict[str, int]:
+        """Stream -> version (in order of creation), and the stream -> files index with it."""
+        versions, anchors = self._index_of(self._files, 0)
+        self._anchors = anchors
+        return versions
+
+    def _index_of(
+        self, files: list[_File], after: int
+    ) -> tuple[dict[str, int], dict[str, int | list[int]]]:
+        """Versions and commit anchors of the streams with events at positions > ``after``."""
+        if not files:
+            return {}, {}
+        firsts = pl.Series([f.first for f in files], dtype=pl.Int64)
+        per_file = (
+            pl.scan_parquet(
+                [str(f.path) for f in files],
+                schema={"position": pl.Int64(), "stream_id": pl.String(), "version": pl.Int64()},
+                missing_columns="raise", extra_columns="ignore",
+            )  # fmt: skip
+            .filter(pl.col("position") > after)
+            .with_columns(file=pl.lit(firsts).search_sorted(pl.col("position"), side="right"))
+            .group_by("stream_id", "file")
             .agg(pl.col("version").max(), pl.col("position").min())
-            .sort("position")
+        )
+        frame = (
+            per_file.group_by("stream_id")
+            .agg(pl.col("version").max(), pl.col("position").sort(), first=pl.col("position").min())
+            .sort("first")
             .collect()
         )
-        self._versions.update(zip(new["stream_id"].to_list(), new["version"].to_list()))
+        names = frame["stream_id"].to_list()
+        anchors = [a[0] if len(a) == 1 else a for a in frame["position"].to_list()]
+        return dict(zip(names, frame["version"].to_list())), dict(zip(names, anchors))
 
-    def _validate(self, name: str, first: int, last: int) -> _Segment:
-        """Check a committed folder before trusting it; :class:`StoreCorruptedError` if bad."""
-        import pyarrow.parquet as pq
+    def _update_index(self, old_head: int) -> None:
+        assert self._versions is not None
+        new = [f for f in self._files if f.last > old_head]
+        versions, anchors = self._index_of(new, old_head)
+        self._versions.update(versions)
+        self._note_anchors(anchors)
 
-        path = self._events_dir / name
-        files: dict[str, Path] = {}
-        fields: dict[str, Schema] = {}
-        rows = 0
-        per_file: dict[Path, int] = {}
-        for entry in sorted(os.scandir(path), key=lambda e: e.name):
-            file = Path(entry.path)
-            event_type = entry.name.removesuffix(".parquet")
-            try:
-                if not entry.name.endswith(".parquet"):
-                    raise ValueError("unexpected file (expected <EventType>.parquet)")
-                check_event_type(event_type)
-                meta = pq.read_metadata(file)
-                schema = pl.read_parquet_schema(file)
-            except Exception as exc:  # noqa: BLE001 - any failure to read means damage
-                raise StoreCorruptedError(f"{file}: damaged or foreign file ({exc})") from None
-            missing = [c for c in HEADER_SCHEMA if c not in schema]
-            if missing:
-                raise StoreCorruptedError(f"{file}: not an event file (missing columns {missing})")
-            lo, hi = _column_range(meta, "position")
-            if meta.num_rows and (lo is None or lo < first or hi > last):
-                raise StoreCorruptedError(
-                    f"{file}: positions {lo}..{hi} lie outside its folder's range {first}..{last}"
-                )
-            files[event_type] = file
-            per_file[file] = meta.num_rows
-            fields[event_type] = {n: d for n, d in schema.items() if n not in HEADER_SCHEMA}
-            rows += meta.num_rows
-        if rows != last - first + 1:
-            counts = ", ".join(f"{f.name} {c}" for f, c in per_file.items())
-            raise StoreCorruptedError(
-                f"{path}: holds {rows} events, but its name promises {last - first + 1} "
-                f"(positions {first}..{last}); rows per file: {counts}"
-            )
-        return _Segment(first, last, path, files, fields)
+    def _note_anchors(self, anchors: dict[str, int | list[int]]) -> None:
+        index = self._anchors
+        if index is None:
+            return
+        known = {s: index[s] for s in anchors if s in index}
+        index.update(anchors)  # mostly new streams (bulk imports): one C-level update
+        for stream, before in known.items():
+            index[stream] = [*_as_list(before), *_as_list(anchors[stream])]
+
+    def _stream_files(self, stream_id: str) -> list[str]:
+        """The live files that hold events of ``stream_id``, in position order."""
+        self._version_index()
+        assert self._anchors is not None
+        at = self._anchors.get(stream_id)
+        if at is None:
+            return []
+        picked = dict.fromkeys(bisect.bisect_right(self._firsts, p) - 1 for p in _as_list(at))
+        return [str(self._files[i].path) for i in picked]
 
     # ------------------------------------------------------------------ commits
     def _commit_events(self, events: list[RecordedEvent], schemas: dict[str, Schema]) -> None:
-        frames = frames_by_type(events, {**self._schemas, **schemas})
-        self._write_segment(frames, events[0].position, events[-1].position)
+        all_schemas = {**self._schemas, **schemas}
+        types = dict.fromkeys(e.event_type for e in events)
+        union = _field_union(all_schemas)
+        names = dict.fromkeys(f for t in types for f in all_schemas[t])
+        frame = frame_from_events(events, {f: union[f] for f in names})
+        self._write_file(frame, events[0].position, events[-1].position, {t: list(all_schemas[t]) for t in types})
+        first = events[0]
+        self._note_anchors({first.stream_id: first.position})
+        with self._mutex:
+            self._cache.extend(first.stream_id, events)
 
-    def _commit_frames(
-        self, frames: dict[str, pl.DataFrame], first: int, last: int, schemas: dict[str, Schema]
+    def _commit_frame(
+        self, frame: pl.DataFrame, first: int, last: int, schemas: dict[str, Schema]
     ) -> None:
-        self._write_segment(frames, first, last)
+        all_schemas = {**self._schemas, **schemas}
+        types = frame.get_column("event_type").unique(maintain_order=True).to_list()
+        self._write_file(frame, first, last, {t: list(all_schemas[t]) for t in types})
+        if self._anchors is not None or self._cache:
+            # Any position inside the new file finds it: its first one serves every stream.
+            names = frame.get_column("stream_id").unique().to_list()
+            self._note_anchors(dict.fromkeys(names, first))
+            with self._mutex:
+                for stream in names:
+                    self._cache.drop(stream)
 
-    def _write_segment(self, frames: dict[str, pl.DataFrame], first: int, last: int) -> _Segment:
-        name = _segment_name(first, last)
+    def _write_file(self, frame: pl.DataFrame, first: int, last: int, fields: dict[str, list[str]]) -> _File:
+        name = f"{first:012d}-{last:012d}.parquet"
         tmp = self._tmp_dir / f"{name}.{uuid.uuid4().hex}"
-        tmp.mkdir(parents=True)
+        final = self._events_dir / name
         try:
-            for event_type, frame in frames.items():
-                file = tmp / f"{event_type}.parquet"
-                frame.write_parquet(file, compression=self.compression, statistics=True)
-                if self.durable:
-                    _fsync(file)
+            frame.write_parquet(
+                tmp, compression=self.compression, statistics=True,
+                metadata={FIELDS_KEY: json.dumps(fields, separators=(",", ":"))},
+            )  # fmt: skip
             if self.durable:
-                self._sync_dir(tmp)
-            final = self._events_dir / name
+                _fsync(tmp)
             os.rename(tmp, final)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.unlink(missing_ok=True)
             raise
-        if self.durable:
-            self._sync_dir(self._events_dir)
-        segment = _Segment(
-            first, last, final,
-            {t: final / f"{t}.parquet" for t in frames},
-            {t: {n: d for n, d in f.schema.items() if n not in HEADER_SCHEMA} for t, f in frames.items()},
-        )  # fmt: skip
-        # Superseded folders (compaction) are dropped from the view; new ones are appended.
-        keep = [s for s in self._segments if not (s.first >= first and s.last <= last)]
-        self._segments = sorted([*keep, segment], key=lambda s: s.first)
-        self._known = {s.name: s for s in self._segments}
+        self._sync_dir(self._events_dir)
+        schema = frame.schema
+        written = _File(first, last, final, {t: {n: schema[n] for n in names} for t, names in fields.items()})
+        # Superseded files (compaction) are dropped from the view; new ones are appended.
+        keep = [f for f in self._files if not (f.first >= first and f.last <= last)]
+        self._files = sorted([*keep, written], key=lambda f: f.first)
+        self._firsts = [f.first for f in self._files]
+        self._known = {f.name: f for f in self._files}
         self._listing_stamp = os.stat(self._events_dir).st_mtime_ns
-        return segment
+        return written
 
     def _sync_dir(self, path: Path) -> None:
         if self.durable:
             _fsync(path)
 
     # ------------------------------------------------------------------ reads
-    def _type_frame(self, event_type: str) -> pl.LazyFrame | None:
-        schema = self._schemas.get(event_type)
-        files = [str(s.files[event_type]) for s in self._segments if event_type in s.files]
-        if schema is None or not files:
+    def _events_frame(self) -> pl.LazyFrame | None:
+        if not self._files:
             return None
         return pl.scan_parquet(
-            files,
-            schema=type_frame_schema(schema),
+            [str(f.path) for f in self._files],
+            schema={**HEADER_SCHEMA, **self._field_union()},
             missing_columns="insert",
             cast_options=_CAST,
         )
+
+    def read_stream(
+        self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
+    ) -> list[RecordedEvent]:
+        """The events of one stream with ``from_version <= version <= to_version``.
+
+        Opens only the files that hold the stream (an index kept with the stream
+        versions); events this process committed or read lately come from memory.
+        """
+        _check_stream_id(stream_id)
+        _check_int("from_version", from_version, 1)
+        if to_version is not None:
+            _check_int("to_version", to_version, 0)
+        self._refresh()
+        with self._mutex:
+            current = self._version_index().get(stream_id, 0)
+            held = self._cache.get(stream_id)
+        top = current if to_version is None else min(to_version, current)
+        if from_version > top:
+            return []
+        if held is None or held[-1].version > current:
+            events = self._read_stream_files(stream_id, 1 if to_version is None else from_version, top)
+            if to_version is None and events and events[0].version == 1:
+                with self._mutex:
+                    self._cache.put(stream_id, list(events))
+                events = events[from_version - 1 :]
+        else:
+            if held[-1].version < current:
+                # Appended by another process since: read just the tail.
+                tail = self._read_stream_files(stream_id, held[-1].version + 1, current)
+                held = [*held, *tail]
+                with self._mutex:
+                    self._cache.put(stream_id, held)
+            events = held[from_version - 1 : top]
+        return [self._complete(e) for e in events]
+
+    def _read_stream_files(self, stream_id: str, lo: int, hi: int) -> list[RecordedEvent]:
+        pred = (pl.col("stream_id") == stream_id) & pl.col("version").is_between(lo, hi)
+
+        def read() -> list[RecordedEvent]:
+            files = self._stream_files(stream_id)
+            if not files:
+                return []
+            frame = (
+                pl.scan_parquet(
+                    files, schema={**HEADER_SCHEMA, **self._field_union()},
+                    missing_columns="insert", cast_options=_CAST,
+                )  # fmt: skip
+                .filter(pred)
+                .collect()
+            )
+            return events_from_frame(frame, self._schemas)
+
+        return self._retrying(read)
+
+    def _complete(self, e: RecordedEvent) -> RecordedEvent:
+        """``e`` with the fields its type gained since it was stored, as ``None``."""
+        schema = self._schemas[e.event_type]
+        if len(e.data) == len(schema):
+            return e
+        return replace(e, data={f: e.data.get(f) for f in schema})
 
     def _retrying(self, read: Callable[[], T]) -> T:
         """Run ``read``; if a file vanished under it (a compaction), look again and rerun.
@@ -472,92 +564,68 @@ class ParquetEventStore(StoreBase):
                     raise
                 with self._mutex:
                     self._listing_stamp = None
-                    # Folders whose files are gone are checked again: superseded ones drop
-                    # out of the listing, a damaged one raises StoreCorruptedError.
-                    self._known = {
-                        name: seg for name, seg in self._known.items()
-                        if all(f.exists() for f in seg.files.values())
-                    }  # fmt: skip
+                    # Files that are gone are checked again: superseded ones drop out of
+                    # the listing, a missing live one raises StoreCorruptedError.
+                    self._known = {name: f for name, f in self._known.items() if f.path.exists()}
                 time.sleep(pause)
                 pause = min(pause * 2, 0.05)
                 self._refresh()
 
     def files(self) -> list[Path]:
-        """Every committed Parquet file, in position order of their folders."""
+        """Every committed Parquet file, in position order."""
         self._refresh()
-        return [f for s in self._segments for f in s.files.values()]
+        return [f.path for f in self._files]
 
     def size_on_disk(self) -> int:
         """Bytes used by the committed event files."""
         return sum(f.stat().st_size for f in self.files())
 
     def compact(self, *, max_events: int = 4_000_000) -> int:
-        """Merge runs of small commit folders into folders of up to ``max_events`` events.
+        """Merge runs of small commit files into files of up to ``max_events`` events.
 
         Positions, versions and every event stay exactly as they were; readers stay
-        correct throughout (a merged folder supersedes the ones it covers, which are then
+        correct throughout (a merged file supersedes the ones it covers, which are then
         removed), and a crash at any point leaves the store as it was or as compacted.
-        Returns the number of folders after compaction.
+        Returns the number of files after compaction.
         """
+        _check_int("max_events", max_events, 1)
         with self._writing():
-            groups: list[list[_Segment]] = []
-            for seg in self._segments:
-                size = seg.last - seg.first + 1
+            groups: list[list[_File]] = []
+            for f in self._files:
+                size = f.last - f.first + 1
                 if groups and groups[-1][-1].last - groups[-1][0].first + 1 + size <= max_events:
-                    groups[-1].append(seg)
+                    groups[-1].append(f)
                 else:
-                    groups.append([seg])
+                    groups.append([f])
+            union = self._field_union()
             for group in groups:
                 if len(group) < 2:
                     continue
-                frames = {}
-                types = dict.fromkeys(t for seg in group for t in seg.files)
-                for t in types:
-                    files = [str(seg.files[t]) for seg in group if t in seg.files]
-                    frames[t] = pl.scan_parquet(
-                        files, schema=type_frame_schema(self._schemas[t]),
+                fields: dict[str, dict[str, None]] = {}
+                for f in group:
+                    for t, names in f.fields.items():
+                        fields.setdefault(t, {}).update(dict.fromkeys(names))
+                columns = dict.fromkeys(n for names in fields.values() for n in names)
+                frame = (
+                    pl.scan_parquet(
+                        [str(f.path) for f in group],
+                        schema={**HEADER_SCHEMA, **{n: union[n] for n in columns}},
                         missing_columns="insert", cast_options=_CAST,
-                    ).collect()  # fmt: skip
-                self._write_segment(frames, group[0].first, group[-1].last)
-                for seg in group:
-                    shutil.rmtree(seg.path, ignore_errors=True)
+                    )  # fmt: skip
+                    .collect()
+                )
+                self._write_file(frame, group[0].first, group[-1].last, {t: list(n) for t, n in fields.items()})
+                for f in group:
+                    f.path.unlink(missing_ok=True)
                 self._listing_stamp = os.stat(self._events_dir).st_mtime_ns
-            return len(self._segments)
+            return len(self._files)
 
     def _summary(self) -> dict[str, Any]:
         summary = super()._summary()
         summary["path"] = str(self.path)
-        summary["folders"] = len(self._segments)
+        summary["files"] = len(self._files)
         return summary
 
 
-def _resolve(names: list[tuple[str, int, int]], where: Path) -> list[tuple[str, int, int]]:
-    """The live folders: drop those inside a wider one; refuse gaps and partial overlaps."""
-    live: list[tuple[str, int, int]] = []
-    covered = 0
-    for name, first, last in sorted(names, key=lambda x: (x[1], -x[2])):
-        if last <= covered:
-            continue  # superseded by a compacted folder
-        if first != covered + 1:
-            if first > covered + 1:
-                raise StoreCorruptedError(
-                    f"{where}: positions {covered + 1}..{first - 1} are missing (next folder is {name})"
-                )
-            raise StoreCorruptedError(f"{where / name}: overlaps positions already held by another folder")
-        if last < first:
-            raise StoreCorruptedError(f"{where / name}: last position is before the first")
-        live.append((name, first, last))
-        covered = last
-    return live
-
-
-def _column_range(meta: Any, column: str) -> tuple[Any, Any]:
-    idx = meta.schema.names.index(column)
-    lo = hi = None
-    for i in range(meta.num_row_groups):
-        stats = meta.row_group(i).column(idx).statistics
-        if stats is None or not stats.has_min_max:
-            return None, None
-        lo = stats.min if lo is None else min(lo, stats.min)
-        hi = stats.max if hi is None else max(hi, stats.max)
-    return lo, hi
+def _as_list(at: int | list[int]) -> list[int]:
+    return at if isinstance(at, list) else [at]
