@@ -96,9 +96,9 @@ len(store)
     ("md", r'''
 ## A store on disk
 
-`es.ParquetEventStore(folder)` keeps the same promises on disk. Each append becomes new
-Parquet data under `events/`, written aside and renamed into place in one atomic step, so a
-crash never leaves half an append. Any Arrow tool can read the folder directly (the
+`es.ParquetEventStore(folder)` keeps the same promises on disk. Each append becomes one new
+Parquet file under `events/`, named by its first and last position, written aside and
+renamed into place in one atomic step, so a crash never leaves half an append. Any Arrow tool can read the folder directly (the
 project's `docs/parquet-layout.md` describes the files).
 '''),
     ("code", r'''
@@ -110,9 +110,11 @@ files = sorted(folder.rglob("*.parquet"))
 [str(f.relative_to(folder)) for f in files]
 '''),
     ("code", r'''
-# The files are plain Parquet: polars reads them without esnotebook (each file holds only
-# the payload columns of its own events, so the frames are lined up by column name).
-raw = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed").sort("position")
+# The files are plain Parquet: polars reads them without esnotebook. Each file holds only
+# the payload columns of its own events, so the frames are lined up by column name; sorted
+# by name, the files are already in position order.
+raw = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+assert raw["position"].is_sorted()
 raw.filter(pl.col("event_type") == "ItemAdded").select("position", "stream_id", "sku", "quantity")
 '''),
     ("md", r'''

@@ -74,10 +74,10 @@ print(f"rebuilt {runner.state.height:,} orders from {len(store):,} events in {si
 ## DuckDB over the same files
 
 No export, no copy: DuckDB reads the store's folder. `union_by_name` lines up the columns of
-the different event types (each type's files hold only its own fields).
+the files (each file holds the fields of the event types appended in it).
 '''),
     ("code", r'''
-files = str(work / "big" / "events" / "**" / "*.parquet")   # every data file, at any depth
+files = str(work / "big" / "events" / "*.parquet")   # one file per append
 duckdb.sql(f"""
     SELECT event_type, count(*) AS events, count(DISTINCT stream_id) AS streams
     FROM read_parquet('{files}', union_by_name = true)
