@@ -49,7 +49,7 @@ from .importers import (
     read_eventsourcing_sqlite,
 )
 from .monitoring import LagStatus, lag_status
-from .projections import Projection, ProjectionError, VectorisedProjection
+from .projections import EventRow, Projection, ProjectionError, VectorisedProjection
 from .readmodels import CustomerValue, OrderSummary, OrderSummaryFrame, RevenueByDaySku
 from .repository import AggregateNotFoundError, Repository
 from .runner import ProjectionRunner
@@ -76,6 +76,7 @@ __all__ = [
     "DomainException",
     "DurableIdempotency",
     "EventDataError",
+    "EventRow",
     "EventStore",
     "EventStoreError",
     "Fault",

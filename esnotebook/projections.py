@@ -20,14 +20,19 @@ compared with ``frame.equals``.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+import gc
+import json
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC
+from operator import itemgetter
 from typing import Any, ClassVar, Literal
 
 import polars as pl
 
 from .events import RecordedEvent
 
-__all__ = ["Projection", "ProjectionError", "VectorisedProjection"]
+__all__ = ["EventRow", "Projection", "ProjectionError", "VectorisedProjection"]
 
 Engine = Literal["auto", "in-memory", "streaming"]
 _ENGINES = ("auto", "in-memory", "streaming")
@@ -124,11 +129,16 @@ class Projection(_Base):
 
     def apply(self, state: dict[Hashable, dict[str, Any]], event: RecordedEvent) -> None:
         """Apply one event to ``state`` in place; nothing changes if the handler raises."""
-        attr = self._handlers.get(event.event_type)
-        if attr is None:
+        try:
+            bound = self.__dict__["_bound"]
+        except KeyError:
+            # Bound once per instance: a getattr per event was a fifth of a replay's time.
+            bound = self.__dict__["_bound"] = {t: getattr(self, a) for t, a in self._handlers.items()}
+        handler = bound.get(event.event_type)
+        if handler is None:
             return
         key = self.key_of(event)
-        new = getattr(self, attr)(state.get(key), event)
+        new = handler(state.get(key), event)
         if new is None:
             state.pop(key, None)
         else:
@@ -245,3 +255,163 @@ class VectorisedProjection(_Base):
     def rebuild(self, events: pl.LazyFrame | pl.DataFrame, *, engine: Engine = "auto") -> pl.DataFrame:
         """Fold every event into the initial state and return the result (:meth:`view`)."""
         return self.view(self.run(self.initial(), events, engine=engine))
+
+
+class EventRow(tuple):  # type: ignore[type-arg]
+    """A recorded event as the runner hands it to handlers: a read-only row of a batch.
+
+    It has the attributes of :class:`~esnotebook.RecordedEvent` (``position``,
+    ``stream_id``, ``version``, ``event_type``/``type``, ``event_id``, ``recorded_at``,
+    ``correlation_id``, ``causation_id``, ``data``, ``metadata``) but is made from the
+    columns of a collected batch in one pass, several times cheaper than a RecordedEvent
+    per event. :meth:`to_recorded` gives the RecordedEvent itself.
+
+    Examples
+    --------
+    >>> import esnotebook as es
+    >>> store = es.InMemoryEventStore()
+    >>> _ = store.append("order-1", [es.NewEvent("OrderPlaced", {"customer": "ada"})])
+    >>> [e] = EventRow.from_store(store, 0, 1)
+    >>> e.position, e.stream_id, e.data
+    (1, 'order-1', {'customer': 'ada'})
+    """
+
+    __slots__ = ()
+
+    position: int = property(itemgetter(0))  # type: ignore[assignment]
+    stream_id: str = property(itemgetter(1))  # type: ignore[assignment]
+    version: int = property(itemgetter(2))  # type: ignore[assignment]
+    event_type: str = property(itemgetter(3))  # type: ignore[assignment]
+    type: str = property(itemgetter(3))  # type: ignore[assignment]
+    event_id: str = property(itemgetter(4))  # type: ignore[assignment]
+    recorded_at: Any = property(itemgetter(5))
+    correlation_id: str = property(itemgetter(6))  # type: ignore[assignment]
+    causation_id: str | None = property(itemgetter(7))  # type: ignore[assignment]
+    data: dict[str, Any] = property(itemgetter(8))  # type: ignore[assignment]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The metadata, decoded on access (handlers rarely read it)."""
+        raw = self[9]
+        return json.loads(raw) if raw else {}
+
+    def to_recorded(self) -> RecordedEvent:
+        """The same event as a :class:`~esnotebook.RecordedEvent`."""
+        return RecordedEvent(*self[:9], self.metadata)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return (
+            f"EventRow(position={self.position}, stream_id={self.stream_id!r}, "
+            f"event_type={self.event_type!r}, data={self.data!r})"
+        )
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame, fields: Mapping[str, Iterable[str]]) -> list[EventRow]:
+        """One row per event of ``frame`` (the canonical event frame with ``metadata``), in
+        its order; ``fields`` names each event type's payload fields (what ``data`` holds)."""
+        n = frame.height
+        if n == 0:
+            return []
+        header = [_pylist(frame.get_column(c)) for c in _HEADER]
+        datas: list[Any] = [None] * n
+        for (etype,), part in frame.with_row_index("__row").group_by("event_type"):
+            names = [f for f in fields[etype] if f in frame.columns]  # type: ignore[index]
+            rows = part.get_column("__row").to_list()
+            if not names:
+                for i in rows:
+                    datas[i] = {}
+                continue
+            if any(isinstance(part.schema[f], pl.Datetime) for f in names):
+                values: Iterable[tuple[Any, ...]] = zip(*(_pylist(part.get_column(f)) for f in names))
+            else:
+                values = part.select(names).rows()  # built in Rust: the cheapest way out
+            for i, vals in zip(rows, values):
+                datas[i] = dict(zip(names, vals))
+        new = tuple.__new__
+        return [new(cls, row) for row in zip(*header[:8], datas, header[8])]
+
+    @classmethod
+    def from_store(
+        cls, store: Any, start: int, end: int, *, event_types: Iterable[str] | None = None
+    ) -> list[EventRow]:
+        """The events with ``start < position <= end`` (of ``event_types``) as rows."""
+        types = None if event_types is None else list(event_types)
+        frame = store.scan(
+            event_types=types, from_position=start, to_position=end, with_metadata=True
+        ).collect()
+        present = frame.get_column("event_type").unique().to_list()
+        return cls.from_frame(frame, {t: list(store.schema(t)) for t in present})
+
+
+_DELETED = object()
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch of handler events is applied.
+
+    A batch allocates a few objects per event and none of them form cycles, yet each
+    allocation burst triggers collections that walk the whole (large) state: pausing it
+    makes a handler-form replay markedly faster. Reference counting still frees memory.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class _Overlay:
+    """A batch's changes over the committed handler state: committed only when the batch is."""
+
+    __slots__ = ("base", "changes")
+
+    def __init__(self, base: dict[Hashable, Any]) -> None:
+        self.base = base
+        self.changes: dict[Hashable, Any] = {}
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        value = self.changes.get(key, self.base.get(key, default))
+        return default if value is _DELETED else value
+
+    def __setitem__(self, key: Hashable, value: Any) -> None:
+        self.changes[key] = value
+
+    def pop(self, key: Hashable, default: Any = None) -> Any:
+        value = self.get(key, default)
+        self.changes[key] = _DELETED
+        return value
+
+    def merged(self) -> dict[Hashable, Any]:
+        """The base with the changes applied (the base dict itself, changed in place)."""
+        for key, value in self.changes.items():
+            if value is _DELETED:
+                self.base.pop(key, None)
+            else:
+                self.base[key] = value
+        self.changes = {}
+        return self.base
+
+
+
+_HEADER = (
+    "position", "stream_id", "version", "event_type", "event_id", "recorded_at",
+    "correlation_id", "causation_id", "metadata",
+)  # fmt: skip
+
+
+def _pylist(column: pl.Series) -> list[Any]:
+    """The column as Python values; UTC datetimes carry ``datetime.timezone.utc``, as the
+    store's RecordedEvents do (polars hands back ``zoneinfo.ZoneInfo("UTC")``)."""
+    dtype = column.dtype
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone == "UTC":
+        utc = UTC
+        if not column.has_nulls() and column.len() > 64:
+            import pandas as pd
+
+            micros = column.dt.cast_time_unit("us").dt.epoch("us").to_numpy()
+            return pd.DatetimeIndex(micros.view("datetime64[us]")).tz_localize(utc).to_pydatetime().tolist()
+        return [None if d is None else d.replace(tzinfo=utc) for d in column.dt.replace_time_zone(None).to_list()]
+    return column.to_list()

@@ -12,6 +12,8 @@ summary keeps the latest prices of an order (hidden column ``open_prices``) unti
 
 from __future__ import annotations
 
+from bisect import insort
+from operator import itemgetter
 from typing import Any
 
 import polars as pl
@@ -22,6 +24,7 @@ from .projections import Projection, ProjectionError, VectorisedProjection
 
 __all__ = ["CustomerValue", "OrderSummary", "OrderSummaryFrame", "RevenueByDaySku"]
 
+_SKU = itemgetter("sku")
 PRICE = pl.Struct({"sku": pl.String(), "price": pl.Int64()})
 
 ORDER_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
@@ -60,6 +63,10 @@ STATUS_AFTER = {
 OPEN = ("placed", "payment_failed")
 _STATUS_CODE = {t: i for i, t in enumerate(STATUS_AFTER, start=1)}
 _CODE_STATUS = {i: STATUS_AFTER[t] for t, i in _STATUS_CODE.items()}
+#: The order event types as an Enum (physical codes 0..6 in this order) and, per code, the
+#: status code it sets (null for the item events).
+_KINDS = pl.Enum(ORDER_EVENTS)
+_KIND_STATUS = pl.Series([_STATUS_CODE.get(t) for t in ORDER_EVENTS], dtype=pl.Int64)
 
 ORDER_FIELDS: dict[str, pl.DataType] = {
     "order_id": pl.String(),
@@ -140,8 +147,7 @@ class OrderSummary(Projection):
         d = event.data
         sku, qty, price = d["sku"], d["quantity"], d["price"]
         prices = [p for p in self._open(row, event) if p["sku"] != sku]
-        prices.append({"sku": sku, "price": price})
-        prices.sort(key=lambda p: p["sku"])
+        insort(prices, {"sku": sku, "price": price}, key=_SKU)  # the list stays sorted by SKU
         return self._touch(
             row, event, open_prices=prices,
             item_count=row["item_count"] + qty, total=row["total"] + qty * price,
@@ -213,107 +219,125 @@ class OrderSummaryFrame(VectorisedProjection):
     fields = ORDER_FIELDS
 
     def fold(self, state: pl.LazyFrame, events: pl.LazyFrame) -> pl.LazyFrame:
-        added, removed = _is("ItemAdded"), _is("ItemRemoved")
-        # The latest status-changing event wins: max(position * 8 + code) finds it in any order.
-        code = pl.col("event_type").replace_strict(_STATUS_CODE, default=None, return_dtype=pl.Int64)
-        delta = (
-            events.select(
-                "order_id",
-                pl.when(_is("OrderPlaced")).then(pl.col("customer")).alias("new_customer"),
-                pl.when(_is("OrderPlaced")).then(pl.col("recorded_at")).alias("new_placed_at"),
-                (pl.col("position") * 8 + code).alias("new_status"),
-                pl.when(added).then(pl.col("quantity")).when(removed).then(-pl.col("quantity")).alias("d_items"),
-                pl.when(added).then(pl.col("quantity") * pl.col("price")).alias("d_added"),
-                pl.when(_is("PaymentReceived")).then(pl.col("amount")).alias("d_paid"),
-                _is("PaymentFailed").cast(pl.Int64).alias("d_failed"),
-                pl.col("recorded_at").alias("new_updated_at"),
-                pl.col("position").alias("new_position"),
-            )
-            .group_by("order_id")
-            .agg(
-                pl.col("new_customer").max(), pl.col("new_placed_at").min(),
-                pl.col("new_status").max().mod(8), pl.col("d_items").sum(),
-                pl.col("d_added").sum(), pl.col("d_paid").sum(), pl.col("d_failed").sum(),
-                pl.col("new_updated_at").max(), pl.col("new_position").max(),
-            )
-            .with_columns(
-                pl.col("new_status").replace_strict(_CODE_STATUS, default=None, return_dtype=pl.String)
-            )
+        # One pass over every event, one group-by of plain sums, mins and maxes (polars' fast
+        # path). The event type becomes an Enum once, so the type tests compare small ints.
+        ev = events.select(
+            "order_id", "position", "recorded_at", "customer", "sku", "quantity", "price", "amount",
+            pl.col("event_type").cast(_KINDS, strict=False),
+        ).with_columns(
+            # The latest status-changing event wins: max(position * 8 + code) finds it in any order.
+            (pl.col("position") * 8 + pl.lit(_KIND_STATUS).gather(pl.col("event_type").to_physical()))
+            .alias("status_code"),
         )  # fmt: skip
-        adds = events.filter(added).select("order_id", "sku", "position", "price")
-        removals = events.filter(removed).select("order_id", "sku", "position", "quantity")
+        added, removed, placed = _is("ItemAdded"), _is("ItemRemoved"), _is("OrderPlaced")
+        delta = ev.group_by("order_id").agg(
+            pl.when(placed).then(pl.col("customer")).max().alias("new_customer"),
+            pl.when(placed).then(pl.col("recorded_at")).min().alias("new_placed_at"),
+            pl.col("status_code").max().mod(8).alias("new_status"),
+            pl.when(added).then(pl.col("quantity")).when(removed).then(-pl.col("quantity")).sum().alias("d_items"),
+            pl.when(added).then(pl.col("quantity") * pl.col("price")).sum().alias("d_added"),
+            pl.when(_is("PaymentReceived")).then(pl.col("amount")).sum().alias("d_paid"),
+            _is("PaymentFailed").sum().cast(pl.Int64).alias("d_failed"),
+            removed.any().alias("has_removal"),
+            pl.col("recorded_at").max().alias("new_updated_at"),
+            pl.col("position").max().alias("new_position"),
+        ).with_columns(
+            pl.col("new_status").replace_strict(_CODE_STATUS, default=None, return_dtype=pl.String)
+        )  # fmt: skip
         empty = self._empty(state)
         if empty:
-            known = adds
+            nulls = (pl.lit(None, dt).alias(c) for c, dt in self.schema.items() if c != "order_id")
+            delta = delta.with_columns(nulls)
         else:
+            delta = delta.join(state, on="order_id", how="left")
+        status = pl.coalesce("new_status", "status")
+        updated = delta.select(
+            "order_id",
+            pl.coalesce("customer", "new_customer").alias("customer"),
+            status.alias("status"),
+            (pl.col("item_count").fill_null(0) + pl.col("d_items")).alias("item_count"),
+            (pl.col("total").fill_null(0) + pl.col("d_added")).alias("total"),
+            (pl.col("amount_paid").fill_null(0) + pl.col("d_paid")).alias("amount_paid"),
+            (pl.col("failed_payments").fill_null(0) + pl.col("d_failed")).alias("failed_payments"),
+            pl.coalesce("placed_at", "new_placed_at").alias("placed_at"),
+            pl.max_horizontal("updated_at", "new_updated_at").alias("updated_at"),
+            pl.col("new_position").alias("last_position"),
+            "open_prices",
+            # Only these orders need their item lines: one that removed items (valued at the
+            # SKU's latest added price) or one still open (it keeps its latest prices).
+            (pl.col("has_removal") | status.is_in(OPEN).fill_null(False)).alias("needs_lines"),
+        ).cache()  # three branches below read it: group the events once
+        plain = (
+            updated.filter(~pl.col("needs_lines"))
+            .with_columns(pl.lit(None, pl.List(PRICE)).alias("open_prices"))
+            .select(list(self.schema))
+        )
+        special = updated.filter(pl.col("needs_lines"))
+        merged = pl.concat([plain, self._with_lines(state, ev, special, empty)])
+        if empty:
+            return merged
+        untouched = state.join(delta.select("order_id"), on="order_id", how="anti")
+        return pl.concat([untouched, merged], how="vertical_relaxed")
+
+    def _with_lines(
+        self, state: pl.LazyFrame, ev: pl.LazyFrame, special: pl.LazyFrame, empty: bool
+    ) -> pl.LazyFrame:
+        """The orders that need their item lines, with removals valued and open prices kept.
+
+        They are few in a rebuild (orders with a removal, orders still open), so their item
+        events are picked out with a semi join on that small key set.
+        """
+        removed = _is("ItemRemoved")
+        items = (
+            ev.filter(_is("ItemAdded") | removed)
+            .join(special.select("order_id"), on="order_id", how="semi")
+            .select(
+                "order_id", "sku", "position", removed.alias("is_removal"), "quantity",
+                pl.when(~removed).then(pl.col("price")).alias("price"),
+            )
+        )
+        if not empty:
             # Prices known before this batch, for the open orders this batch touches.
             prior = (
                 state.select("order_id", "open_prices")
                 .filter(pl.col("open_prices").is_not_null())
-                .join(delta.select("order_id"), on="order_id", how="semi")
+                .join(special.select("order_id"), on="order_id", how="semi")
                 .explode("open_prices")
                 .unnest("open_prices")
                 .drop_nulls("sku")
-                .select("order_id", "sku", pl.lit(0, pl.Int64).alias("position"), "price")
+                .select(
+                    "order_id", "sku", pl.lit(0, pl.Int64).alias("position"),
+                    pl.lit(False).alias("is_removal"), pl.lit(0, pl.Int64).alias("quantity"), "price",
+                )
             )
-            known = pl.concat([prior, adds])
-        # A removal is valued at its SKU's latest added price before it. Removals are few:
-        # narrowing the prices to their (order, SKU) pairs first keeps the join small.
-        removed_lines = removals.select("order_id", "sku").unique()
+            items = pl.concat([prior, items])
+        # A removal is valued at its SKU's latest added price before it.
+        lines = items.sort("order_id", "sku", "position").with_columns(
+            pl.col("price").forward_fill().over("order_id", "sku").alias("latest_price")
+        )
         removed_value = (
-            removals.join(
-                known.join(removed_lines, on=["order_id", "sku"], how="semi"),
-                on=["order_id", "sku"], how="left", suffix="_add",
-            )  # fmt: skip
-            .filter(pl.col("position_add") < pl.col("position"))
-            .group_by("order_id", "sku", "position")
-            .agg(
-                pl.col("quantity").first(),
-                pl.col("price").sort_by("position_add").last(),
-            )
+            lines.filter(pl.col("is_removal"))
             .group_by("order_id")
-            .agg((pl.col("quantity") * pl.col("price")).sum().alias("d_removed"))
+            .agg((pl.col("quantity") * pl.col("latest_price")).sum().alias("d_removed"))
         )
-        if not empty:
-            delta = delta.join(state, on="order_id", how="left")
-        else:
-            delta = delta.with_columns(pl.lit(None, dt).alias(c) for c, dt in self.schema.items() if c != "order_id")
-        updated = (
-            delta.join(removed_value, on="order_id", how="left")
-            .select(
-                "order_id",
-                pl.coalesce("customer", "new_customer").alias("customer"),
-                pl.coalesce("new_status", "status").alias("status"),
-                (pl.col("item_count").fill_null(0) + pl.col("d_items")).alias("item_count"),
-                (
-                    pl.col("total").fill_null(0) + pl.col("d_added") - pl.col("d_removed").fill_null(0)
-                ).alias("total"),
-                (pl.col("amount_paid").fill_null(0) + pl.col("d_paid")).alias("amount_paid"),
-                (pl.col("failed_payments").fill_null(0) + pl.col("d_failed")).alias("failed_payments"),
-                pl.coalesce("placed_at", "new_placed_at").alias("placed_at"),
-                pl.max_horizontal("updated_at", "new_updated_at").alias("updated_at"),
-                pl.col("new_position").alias("last_position"),
-            )
-        )
-        # Latest price per SKU, kept only for orders that may still change their items.
-        still_open = updated.filter(pl.col("status").is_in(OPEN)).select("order_id")
         open_prices = (
-            known.join(still_open, on="order_id", how="semi")
-            .group_by("order_id", "sku")
-            .agg(pl.col("price").sort_by("position").last())
-            .sort("order_id", "sku")
+            lines.filter(~pl.col("is_removal"))
+            .group_by("order_id", "sku", maintain_order=True)
+            .agg(pl.col("price").last())
             .group_by("order_id", maintain_order=True)
-            .agg(pl.struct("sku", "price").alias("open_prices"))
+            .agg(pl.struct("sku", "price").alias("new_open_prices"))
         )
-        updated = updated.join(open_prices, on="order_id", how="left").with_columns(
-            pl.when(pl.col("status").is_in(OPEN))
-            .then(pl.col("open_prices").fill_null(pl.lit([], pl.List(PRICE))))
-            .alias("open_prices")
+        return (
+            special.join(removed_value, on="order_id", how="left")
+            .join(open_prices, on="order_id", how="left")
+            .with_columns(
+                (pl.col("total") - pl.col("d_removed").fill_null(0)).alias("total"),
+                pl.when(pl.col("status").is_in(OPEN))
+                .then(pl.col("new_open_prices").fill_null(pl.lit([], pl.List(PRICE))))
+                .alias("open_prices"),
+            )
+            .select(list(self.schema))
         )
-        if empty:
-            return updated
-        untouched = state.join(delta.select("order_id"), on="order_id", how="anti")
-        return pl.concat([untouched, updated], how="vertical_relaxed")
 
     @staticmethod
     def _empty(state: pl.LazyFrame) -> bool:

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Callable, Hashable
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
 from .deadletter import DeadLetterQueue
 from .monitoring import METRICS_SCHEMA, LagStatus, lag_status
-from .projections import Engine, Projection, ProjectionError, VectorisedProjection
+from .projections import (
+    Engine,
+    EventRow,
+    Projection,
+    ProjectionError,
+    VectorisedProjection,
+    _gc_paused,
+    _Overlay,
+)
 from .runner_targets import Committed, MemoryTarget, ParquetTarget
 
 if TYPE_CHECKING:
@@ -30,46 +38,15 @@ __all__ = ["ProjectionRunner"]
 
 OnError = Literal["dead_letter", "park", "raise"]
 _ON_ERROR = ("dead_letter", "park", "raise")
-_DELETED = object()
 
 #: Rebuilds longer than this many events show a progress bar by default.
 PROGRESS_ABOVE = 1_000_000
+#: Events per batch of a handler-form rebuild.
+HANDLER_CHUNK = 100_000
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class _Overlay:
-    """A batch's changes over the committed handler state: committed only when the batch is."""
-
-    __slots__ = ("base", "changes")
-
-    def __init__(self, base: dict[Hashable, Any]) -> None:
-        self.base = base
-        self.changes: dict[Hashable, Any] = {}
-
-    def get(self, key: Hashable, default: Any = None) -> Any:
-        value = self.changes.get(key, self.base.get(key, default))
-        return default if value is _DELETED else value
-
-    def __setitem__(self, key: Hashable, value: Any) -> None:
-        self.changes[key] = value
-
-    def pop(self, key: Hashable, default: Any = None) -> Any:
-        value = self.get(key, default)
-        self.changes[key] = _DELETED
-        return value
-
-    def merged(self) -> dict[Hashable, Any]:
-        """The base with the changes applied (the base dict itself, changed in place)."""
-        for key, value in self.changes.items():
-            if value is _DELETED:
-                self.base.pop(key, None)
-            else:
-                self.base[key] = value
-        self.changes = {}
-        return self.base
+    return datetime.now(UTC)
 
 
 class ProjectionRunner:
@@ -313,14 +290,44 @@ class ProjectionRunner:
     def _apply_range(self, state: Any, start: int, end: int, *, strict: bool) -> Any:
         p = self.projection
         if isinstance(p, Projection):
-            events = self.store.read_all(from_position=start, to_position=end, event_types=p.event_types)
             # A persistent target may fail to commit: keep the committed dict untouched until
             # it has (a shallow copy; the rows themselves are never mutated).
             overlay = _Overlay(dict(state) if self.target.persistent and state is self._state else state)
-            for event in events:
-                self._apply_event(overlay, event, strict=strict)
+            with _gc_paused():
+                self._apply_events(overlay, self._events(start, end), strict=strict)
             return overlay.merged()
         return self._fold(state, self._scan(start, end), strict=strict)
+
+    def _events(self, start: int, end: int) -> Iterable[Any]:
+        """The handler form's events in ``start < position <= end``: light rows made from the
+        columns of one collected batch, or RecordedEvents from a store without ``scan``."""
+        p = self.projection
+        if hasattr(self.store, "scan") and hasattr(self.store, "schema"):
+            return EventRow.from_store(self.store, start, end, event_types=p.event_types)
+        return self.store.read_all(from_position=start, to_position=end, event_types=p.event_types)
+
+    def _apply_events(self, overlay: _Overlay, events: Iterable[Any], *, strict: bool) -> None:
+        """Apply ``events`` in order. The first attempt runs inline; only an event that
+        fails goes through retries, dead-lettering or parking."""
+        p = self.projection
+        assert isinstance(p, Projection)
+        apply = p.apply
+        park = self.on_error == "park"
+        blocked = self._dlq.blocked_streams if park else set()
+        for event in events:
+            if blocked and event.stream_id in blocked:
+                self._dlq.park(event.position, event.stream_id, event.event_type, at=self._clock())
+                continue
+            try:
+                apply(overlay, event)  # type: ignore[arg-type]
+            except Exception as exc:
+                if strict:
+                    raise _failure(p.name, event.position, event.event_type, exc) from exc
+                ok, _, failure = self._retry(lambda event=event: apply(overlay, event), exc)  # type: ignore[misc]
+                if not ok:
+                    self._dead_letter(event.position, event.stream_id, event.event_type, failure)  # type: ignore[arg-type]
+                    if park:
+                        blocked = self._dlq.blocked_streams
 
     def _scan(self, start: int, end: int) -> pl.LazyFrame:
         """The projection's events in ``start < position <= end``, lazily, so that polars
@@ -334,35 +341,24 @@ class ProjectionRunner:
     def _attempt(self, fn: Callable[[], Any]) -> tuple[bool, Any, tuple[Any, ...] | None]:
         """Call ``fn`` up to ``max_attempts`` times: ``(True, result, None)`` or
         ``(False, None, (error, first failure, last failure, attempts))``."""
-        first = None
-        for _ in range(self.max_attempts):
+        try:
+            return True, fn(), None
+        except Exception as exc:  # noqa: BLE001 - any error is the event's failure
+            return self._retry(fn, exc)
+
+    def _retry(self, fn: Callable[[], Any], error: Exception) -> tuple[bool, Any, tuple[Any, ...] | None]:
+        """:meth:`_attempt` after a first attempt that just failed with ``error``."""
+        first = self._clock()
+        for _ in range(self.max_attempts - 1):
             try:
                 return True, fn(), None
-            except Exception as exc:  # noqa: BLE001 - any error is the event's failure
-                first = first or self._clock()
+            except Exception as exc:  # noqa: BLE001
                 error = exc
         return False, None, (error, first, self._clock(), self.max_attempts)
 
     def _dead_letter(self, position: int, stream_id: str, event_type: str, failure: tuple[Any, ...]) -> None:
         error, first, last, attempts = failure
         self._dlq.fail(position, stream_id, event_type, error, attempts=attempts, first=first, last=last)
-
-    def _apply_event(self, overlay: _Overlay, event: Any, *, strict: bool) -> bool:
-        p = self.projection
-        assert isinstance(p, Projection)
-        if self._blocked(event.stream_id):
-            self._dlq.park(event.position, event.stream_id, event.event_type, at=self._clock())
-            return False
-        if strict:
-            try:
-                p.apply(overlay, event)  # type: ignore[arg-type]
-            except Exception as exc:
-                raise _failure(p.name, event.position, event.event_type, exc) from exc
-            return True
-        ok, _, failure = self._attempt(lambda: p.apply(overlay, event))  # type: ignore[arg-type]
-        if not ok:
-            self._dead_letter(event.position, event.stream_id, event.event_type, failure)  # type: ignore[arg-type]
-        return ok
 
     def _fold(
         self, state: pl.DataFrame, batch: pl.LazyFrame | pl.DataFrame, *, strict: bool
@@ -484,8 +480,9 @@ class ProjectionRunner:
             Fail fast with :class:`ProjectionError` on the first error instead of
             dead-lettering.
         chunk_size
-            Events per fold or batch (default: 5 000 000 for the vectorised form, 100 000
-            for the handler form). Smaller chunks cap memory; the progress bar moves per chunk.
+            Events per fold or batch (default: the whole store in one fold for the
+            vectorised form, 100 000 for the handler form). In place, each chunk is
+            committed, so a crash resumes from the last one; the progress bar moves per chunk.
         progress
             Show a progress bar with an ETA (default: when over a million events).
         client
@@ -510,7 +507,9 @@ class ProjectionRunner:
             self._record(head, head, time.perf_counter() - began)
             return head
         if chunk_size is None:
-            chunk_size = 5_000_000 if isinstance(p, VectorisedProjection) else 100_000
+            # One fold over the whole store: the scan needs no sort and polars' streaming
+            # engine bounds its memory, while every extra chunk re-merges the whole state.
+            chunk_size = max(head, 1) if isinstance(p, VectorisedProjection) else HANDLER_CHUNK
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"'chunk_size' must be an int >= 1 (got {chunk_size!r})")
         saved_dlq = self._dlq.copy()

@@ -203,3 +203,21 @@ def test_dlq_frame_and_html():
     assert "failed=1" in repr(dlq)
     empty = DeadLetterQueue("X")
     assert empty.to_polars().height == 0 and "0 event" in empty._repr_html_()
+
+
+def test_a_poison_event_is_tried_exactly_max_attempts_times():
+    """The fast handler path tries an event once inline and then max_attempts - 1 retries:
+    exactly max_attempts calls in all, and the DLQ row says so."""
+    calls = []
+
+    class Counting(OrderSummary):
+        def on_ItemAdded(self, row, event):
+            if event.data["sku"] == "poison":
+                calls.append(event.position)
+                raise ValueError("poison")
+            return super().on_ItemAdded(row, event)
+
+    runner = ProjectionRunner(new_store(HISTORY), Counting(), max_attempts=4)
+    runner.catch_up()
+    assert calls == [3, 3, 3, 3]
+    assert runner.dead_letters.to_polars()["attempts"].to_list() == [4]

@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_readmodels import PROPERTY, fill_store
+from test_readmodels import PROPERTY, fill_store, new_store, order_histories
 
 import esnotebook as es
-from esnotebook.projections import Projection, VectorisedProjection
+from esnotebook.projections import EventRow, Projection, VectorisedProjection
 
 
 class OpenOrders(Projection):
@@ -122,3 +122,34 @@ def test_names_default_to_the_class_name():
     """A projection's name (its folder and DLQ label) defaults to its class name."""
     assert OpenOrders().name == "OpenOrders" and ItemsPerSku.name == "ItemsPerSku"
     assert "form='vectorised'" in repr(ItemsPerSku())
+
+
+@PROPERTY
+@given(history=order_histories(), lo=st.integers(0, 10), span=st.integers(1, 40))
+def test_event_rows_carry_what_recorded_events_carry(history, lo, span):
+    """EventRow.from_store gives, for any position range, exactly the events read_all gives:
+    the same attributes and ``data`` (only the event type's own fields), in position order."""
+    store = new_store(history)
+    lo = min(lo, store.head_position)
+    hi = min(lo + span, store.head_position)
+    rows = EventRow.from_store(store, lo, hi)
+    events = list(store.read_all(from_position=lo, to_position=hi))
+    assert [r.to_recorded() for r in rows] == events
+    for row, event in zip(rows, events):
+        assert (row.position, row.stream_id, row.type, row.data, row.recorded_at) == (
+            event.position, event.stream_id, event.event_type, event.data, event.recorded_at
+        )
+        assert row.recorded_at.tzinfo is event.recorded_at.tzinfo  # one tzinfo everywhere
+
+
+def test_event_rows_of_a_parquet_store_decode_metadata_and_ids(tmp_path):
+    """Rows read from Parquet files keep metadata, correlation and causation ids."""
+    store = es.ParquetEventStore(tmp_path / "s", durable=False)
+    store.append("order-1", [es.NewEvent("OrderPlaced", {"order_id": "1", "customer": "ada"},
+                                         metadata={"user": "u1"}, correlation_id="c-9")])  # fmt: skip
+    store.append("order-1", [es.NewEvent("OrderShipped", {"order_id": "1"}, causation_id="x-1")])
+    rows = EventRow.from_store(store, 0, 2, event_types=["OrderPlaced", "OrderShipped"])
+    assert [r.to_recorded() for r in rows] == list(store.read_all())
+    assert rows[0].metadata == {"user": "u1"} and rows[0].correlation_id == "c-9"
+    assert rows[1].causation_id == "x-1" and rows[1].data == {"order_id": "1"}
+    store.close()

@@ -237,3 +237,40 @@ def test_runner_steps_ordered_vectorised_projections_like_one_fold(name):
     runner = ProjectionRunner(store, p, batch_size=3)
     runner.catch_up()
     assert runner.state.equals(p.run(p.initial(), store.scan()))
+
+
+def test_default_vectorised_rebuild_is_one_fold_over_the_whole_store():
+    """With no chunk_size, an in-place vectorised rebuild folds every event at once (one
+    commit, one metrics row); chunking is opt-in and gives the same frame."""
+    store = new_store(HISTORY)
+    one = ProjectionRunner(store, OrderSummaryFrame())
+    assert one.rebuild() == 8
+    assert one.metrics.height == 1 and one.metrics["applied"].item() == 8
+    chunked = ProjectionRunner(store, OrderSummaryFrame())
+    chunked.rebuild(chunk_size=3)
+    assert chunked.metrics.height == 3
+    assert chunked.state.equals(one.state) and one.state.equals(expected(store))
+
+
+def test_handler_batches_leave_the_garbage_collector_as_they_found_it():
+    """The handler form pauses the cyclic GC during a batch and restores it, even when the
+    batch fails; a GC the caller disabled stays disabled."""
+    import gc
+
+    class Broken(OrderSummary):
+        def on_ItemAdded(self, row, event):
+            raise RuntimeError("boom")
+
+    store = new_store(HISTORY)
+    assert gc.isenabled()
+    ProjectionRunner(store, OrderSummary()).catch_up()
+    assert gc.isenabled()
+    with pytest.raises(Exception, match="boom"):
+        ProjectionRunner(store, Broken(), on_error="raise").catch_up()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        ProjectionRunner(store, OrderSummary()).catch_up()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
