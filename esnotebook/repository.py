@@ -326,12 +326,12 @@ class Repository(Generic[A]):
         """
         if self.snapshots is None:
             raise ValueError("this repository has no snapshot store; pass snapshots=... or snapshot_every=...")
-        from tqdm.auto import tqdm
+        from ._progress import progress_bar
 
         self.snapshots.delete(self.aggregate_type)
         prefix = f"{self.aggregate_class.stream_prefix}-"
         ids = [s[len(prefix):] for s in self.store.streams() if s.startswith(prefix)]
-        for id in tqdm(ids, desc=f"snapshots of {self.aggregate_class.__name__}", unit="aggregate"):
+        for id in progress_bar(ids, desc=f"snapshots of {self.aggregate_class.__name__}", unit="aggregate"):
             self.take_snapshot(id)
         return len(ids)
 

@@ -266,10 +266,10 @@ class ProjectionRunner:
         return done
 
     def _progress(self, total: int, progress: bool | None, what: str) -> Any:
-        from tqdm.auto import tqdm
+        from ._progress import progress_bar
 
         show = total > PROGRESS_ABOVE if progress is None else progress
-        return tqdm(total=total, disable=not show or None, desc=f"{self.projection.name} {what}",
+        return progress_bar(total=total, enabled=show, desc=f"{self.projection.name} {what}",
                     unit="ev", unit_scale=True)  # fmt: skip
 
     def _record(self, head: int, applied: int, seconds: float) -> None:

@@ -13,7 +13,7 @@ from polars.testing import assert_frame_equal
 
 from esnotebook.events import NewEvent
 from esnotebook.store import InMemoryEventStore
-from esnotebook.store.base import _number_streams
+from esnotebook.store._intake import _number_streams
 
 STREAM_LISTS = st.lists(st.sampled_from(["a", "b", "c", "order-1", "order-22", ""]), min_size=1, max_size=60)
 

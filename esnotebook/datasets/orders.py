@@ -220,11 +220,9 @@ def generate_orders(
         return pl.DataFrame(schema=ORDER_FRAME_SCHEMA)
     if not progress or k.n_orders < PROGRESS_FROM:
         return _generate(k, rng, _NoBar())
-    from tqdm.auto import tqdm
+    from .._progress import progress_bar
 
-    with tqdm(
-        total=_STEPS, desc=f"generating {k.n_orders:,} orders", unit="step", disable=None
-    ) as bar:
+    with progress_bar(total=_STEPS, desc=f"generating {k.n_orders:,} orders", unit="step") as bar:
         return _generate(k, rng, bar)
 
 

@@ -72,10 +72,10 @@ class Options:
 def decode_all(
     batches: Iterator[list[tuple[Any, ...]]], total: int, options: Options, source: str
 ) -> pl.DataFrame:
-    from tqdm.auto import tqdm
+    from .._progress import progress_bar
 
     parts: list[pl.DataFrame] = []
-    with tqdm(total=total, desc=f"reading {source}", unit="event") as bar:
+    with progress_bar(total=total, desc=f"reading {source}", unit="event") as bar:
         for rows in batches:
             parts.extend(_decode_batch(rows, options))
             bar.update(len(rows))

@@ -188,7 +188,7 @@ def export_jsonl(
     >>> es.export_jsonl(store, to=path)
     1
     """
-    from tqdm.auto import tqdm
+    from .._progress import progress_bar
 
     target = Path(to)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
@@ -197,7 +197,7 @@ def export_jsonl(
     try:
         with (
             open(tmp, "w", encoding="utf-8") as out,
-            tqdm(total=head, desc="exporting", unit="event") as bar,
+            progress_bar(total=head, desc="exporting", unit="event") as bar,
         ):
             for lo in range(0, head, _EXPORT_CHUNK):
                 hi = min(lo + _EXPORT_CHUNK, head)
@@ -306,11 +306,11 @@ def _run(
         raise ValueError(f"'on_error' must be 'refuse' or 'reject' (got {on_error!r})")
     if not source.is_file():
         raise FileNotFoundError(f"no file at {str(source)!r}")
-    from tqdm.auto import tqdm
+    from .._progress import progress_bar
 
     good: list[tuple[int, dict[str, Any], Any]] = []
     bad: list[Rejected] = []
-    with tqdm(desc=f"checking {source.name}", unit="row") as bar:
+    with progress_bar(desc=f"checking {source.name}", unit="row") as bar:
         for line, value, original in records:
             bar.update()
             try:

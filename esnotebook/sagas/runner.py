@@ -196,9 +196,9 @@ class SagaRunner:
         read = 0
         bar = None
         if progress or (progress is None and self.lag > 20_000):
-            from tqdm.auto import tqdm
+            from .._progress import progress_bar
 
-            bar = tqdm(total=self.lag, desc=f"saga {self.saga.name}", unit="event")
+            bar = progress_bar(total=self.lag, desc=f"saga {self.saga.name}", unit="event")
         try:
             while True:
                 head = self.store.head_position

@@ -209,9 +209,9 @@ def required_capacity(
         return ok
 
     load = _mean_rate(arrival_rate, lag_kwargs, seed)
-    from tqdm.auto import tqdm
+    from .._progress import progress_bar
 
-    bar = tqdm(desc=f"searching {vary}", unit="candidate", disable=not progress or None)
+    bar = progress_bar(desc=f"searching {vary}", unit="candidate", enabled=progress)
     try:
         value = _search(
             vary, check, load, consumers, service_rate, tolerance, lag_kwargs, metric, target

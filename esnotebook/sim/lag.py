@@ -336,9 +336,9 @@ def simulate_lag(
     runs, series, events = [], [], []
     settings: dict[str, Any] = {}
     if progress and replications > 1:
-        from tqdm.auto import tqdm
+        from .._progress import progress_bar
 
-        rngs = tqdm(rngs, desc="replications")
+        rngs = progress_bar(rngs, desc="replications")
     for rep, rng in enumerate(rngs):
         if timestamps is not None:
             arr = recorded

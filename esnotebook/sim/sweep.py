@@ -127,9 +127,9 @@ def run_sweep(
     jobs = [(p, s) for p in points for s in seed_list]
     if executor is not None and not callable(getattr(executor, "submit", None)):
         raise ValueError(f"'executor' must have a submit() method (got {type(executor).__name__})")
-    from tqdm.auto import tqdm
+    from .._progress import progress_bar
 
-    bar = tqdm(total=len(jobs), desc="sweep", disable=not progress or None)
+    bar = progress_bar(total=len(jobs), desc="sweep", enabled=progress)
     results: list[list[dict[str, Any]]] = []
     try:
         if executor is None:
