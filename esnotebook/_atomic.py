@@ -15,15 +15,17 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["fsync_dir", "write_bytes", "write_json", "write_parquet"]
+__all__ = ["fsync_path", "write_bytes", "write_json", "write_parquet"]
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a file's or a folder's data and metadata to disk (a folder: its entries)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
 
 
 def _temporary(target: Path) -> Path:
@@ -43,7 +45,7 @@ def _publish(tmp: Path, target: Path, durable: bool) -> None:
         tmp.unlink(missing_ok=True)
         raise
     if durable:
-        fsync_dir(target.parent)
+        fsync_path(target.parent)
 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:

@@ -45,6 +45,7 @@ from typing import Any, Literal, TypeVar
 import polars as pl
 
 from .. import _schema
+from .._atomic import fsync_path
 from .._schema import Schema
 from ..errors import EventStoreError, StoreCorruptedError, StoreLockedError
 from ..events import RecordedEvent
@@ -71,14 +72,6 @@ _CACHE_EVENTS = 100_000
 T = TypeVar("T")
 
 Compression = Literal["lz4", "zstd", "snappy", "uncompressed"]
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ParquetEventStore(StoreBase):
@@ -456,7 +449,7 @@ class ParquetEventStore(StoreBase):
                 metadata={FIELDS_KEY: json.dumps(fields, separators=(",", ":"))},
             )  # fmt: skip
             if self.durable:
-                _fsync(tmp)
+                fsync_path(tmp)
             os.rename(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -474,7 +467,7 @@ class ParquetEventStore(StoreBase):
 
     def _sync_dir(self, path: Path) -> None:
         if self.durable:
-            _fsync(path)
+            fsync_path(path)
 
     # ------------------------------------------------------------------ reads
     def _events_frame(self) -> pl.LazyFrame | None:
