@@ -35,7 +35,8 @@ CANONICAL_COLUMNS: tuple[str, ...] = (
 )
 
 #: Names a payload field may not take: they would collide with the frame's own columns.
-RESERVED_FIELDS: frozenset[str] = frozenset(CANONICAL_COLUMNS) | {"metadata"}
+#: Names no payload field may take: the canonical columns and what stores keep beside them.
+RESERVED_FIELDS: frozenset[str] = frozenset(CANONICAL_COLUMNS) | {"metadata", "stream_number"}
 
 _EVENT_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 

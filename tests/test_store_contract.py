@@ -225,6 +225,29 @@ def test_with_metadata_adds_json_text_after_the_header(store):
     assert df["metadata"].to_list() == ['{"user":"u1"}']
 
 
+def test_stream_number_is_the_streams_index_in_creation_order(store):
+    """Each event carries its stream's number (its index in streams()), from append and
+    append_frame alike; only with_stream_number=True shows it, after the header."""
+    assert store.to_polars(with_stream_number=True).columns == [*CANONICAL_COLUMNS, "stream_number"]
+    store.append("order-b", [placed("b")])
+    store.append("order-a", [placed("a")])
+    store.append_frame(pl.DataFrame({
+        "stream_id": ["order-c", "order-a", "order-d", "order-c"],
+        "event_type": ["ItemAdded"] * 4, "order_id": ["c", "a", "d", "c"],
+    }))  # fmt: skip
+    store.append("order-d", [paid("d", 5)])
+    store.append("order-e", [placed("e")])
+    assert store.streams() == ["order-b", "order-a", "order-c", "order-d", "order-e"]
+    df = store.to_polars(with_stream_number=True)
+    assert df.columns[len(CANONICAL_COLUMNS)] == "stream_number"
+    assert df.schema["stream_number"] == pl.Int64
+    assert df["stream_number"].to_list() == [0, 1, 2, 1, 3, 2, 3, 4]
+    assert df["stream_number"].to_list() == [store.streams().index(s) for s in df["stream_id"]]
+    assert "stream_number" not in store.to_polars().columns
+    both = store.to_polars(with_metadata=True, with_stream_number=True).columns
+    assert both[len(CANONICAL_COLUMNS) : len(CANONICAL_COLUMNS) + 2] == ["metadata", "stream_number"]
+
+
 def test_to_pandas_goes_through_arrow_and_keeps_integer_columns_integer(filled):
     pdf = filled.to_pandas()
     assert isinstance(pdf, pd.DataFrame)
@@ -290,6 +313,7 @@ def test_append_frame_checks_given_versions_against_the_store(store):
         (pl.DataFrame({"stream_id": ["s"], "event_type": ["A"], "metadata": ["[1]"]}), "metadata must be a JSON object"),
         (pl.DataFrame({"stream_id": ["s"], "event_type": ["bad type!"]}), "event type must be a name"),
         (pl.DataFrame({"stream_id": ["s"], "event_type": ["A"], "x": pl.Series([1], dtype=pl.Decimal(10, 2))}), "column 'x': column type Decimal.* is not supported"),
+        (pl.DataFrame({"stream_id": ["s"], "event_type": ["A"], "stream_number": [7]}), "'stream_number' is assigned by the store"),
     ],
 )
 def test_append_frame_rejects_bad_frames_and_writes_nothing(store, frame, message):

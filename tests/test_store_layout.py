@@ -254,7 +254,8 @@ def test_events_from_a_mixed_frame_keep_row_order_type_fields_and_utc(n):
         for i in range(n)
     ]
     fields = {"A": ["x", "when"], "B": ["y"]}
-    frame = frame_from_events(events, {"x": pl.Int64(), "when": pl.Datetime("us", "UTC"), "y": pl.String()})
+    schema = {"x": pl.Int64(), "when": pl.Datetime("us", "UTC"), "y": pl.String()}
+    frame = frame_from_events(events, schema, [i % 7 for i in range(n)])
     back = events_from_frame(frame, fields)
     assert back == events
     assert all(e.recorded_at.tzinfo is timezone.utc for e in back)

@@ -243,6 +243,50 @@ def test_compact_merges_files_without_changing_any_event(tmp_path):
     assert_frame_equal(ParquetEventStore(path).to_polars(with_metadata=True).head(before.height), before)
 
 
+def test_stream_numbers_survive_reopening_and_compaction(tmp_path):
+    path = tmp_path / "s"
+    _many_commits(path, 12)
+    with ParquetEventStore(path) as store:
+        before = store.to_polars(with_stream_number=True)
+        store.compact(max_events=50)
+        assert_frame_equal(store.to_polars(with_stream_number=True), before)
+    reopened = ParquetEventStore(path)
+    assert_frame_equal(reopened.to_polars(with_stream_number=True), before)
+    assert before["stream_number"].to_list() == [reopened.streams().index(s) for s in before["stream_id"]]
+
+
+def _as_layout_2(path: Path) -> None:
+    """Rewrite a store as layout 2 wrote it: no stream_number column, marker version 2."""
+    import pyarrow.parquet as pq
+
+    for f in (path / "events").iterdir():
+        kv = pq.read_metadata(f).metadata
+        pq.write_table(pq.read_table(f).drop(["stream_number"]).replace_schema_metadata(kv), f)
+    (path / "esnotebook-store.json").write_text('{"format": "esnotebook-parquet", "version": 2}')
+
+
+def test_a_layout_2_store_opens_and_numbers_its_streams_on_read(tmp_path):
+    """Stores written before stream numbers were stored keep working: numbers come from the
+    stream index on read; new commits store them; compaction writes them into old files."""
+    path = tmp_path / "s"
+    _many_commits(path, 8)
+    with ParquetEventStore(path) as store:
+        expected = store.to_polars(with_stream_number=True)
+    _as_layout_2(path)
+    with ParquetEventStore(path) as store:
+        assert not any("stream_number" in pl.read_parquet_schema(f) for f in store.files())
+        assert_frame_equal(store.to_polars(with_stream_number=True), expected)
+        store.append("order-new", [NewEvent("OrderPlaced", {"order_id": "new", "customer": "c", "items": 0})])
+        store.append(expected["stream_id"][0], [NewEvent("OrderShipped", {"order_id": "x"})])
+        got = store.to_polars(with_stream_number=True)
+        streams = store.streams()
+        assert got["stream_number"].to_list() == [streams.index(s) for s in got["stream_id"]]
+        assert got["stream_number"].tail(2).to_list() == [len(streams) - 1, 0]
+        store.compact()
+        assert all("stream_number" in pl.read_parquet_schema(f) for f in store.files())
+        assert_frame_equal(store.to_polars(with_stream_number=True), got)
+
+
 @pytest.mark.slow
 def test_a_compaction_killed_at_any_moment_leaves_a_correct_store(tmp_path, forkserver):
     template = tmp_path / "template"
@@ -426,7 +470,7 @@ def test_a_version_1_store_is_refused_with_a_clear_error(tmp_path):
     """Layout v1 (a folder per commit) is not read by this version; the error says so."""
     ParquetEventStore(tmp_path / "s").close()
     (tmp_path / "s" / "esnotebook-store.json").write_text('{"format": "esnotebook-parquet", "version": 1}')
-    with pytest.raises(EventStoreError, match=r"version 1 is not supported \(expected 'esnotebook-parquet' version 2\)"):
+    with pytest.raises(EventStoreError, match=r"version 1 is not supported \(expected 'esnotebook-parquet' version 2 or 3\)"):
         ParquetEventStore(tmp_path / "s")
 
 

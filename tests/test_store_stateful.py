@@ -102,6 +102,9 @@ class StoreModel(RuleBasedStateMachine):
             assert [e.version for e in store.read_stream(s)] == list(range(1, self.version(s) + 1))
         df = store.to_polars()
         assert df["position"].to_list() == list(range(1, len(model) + 1))
+        # Every event carries its stream's number: the stream's index in streams().
+        numbered = store.to_polars(with_stream_number=True)
+        assert numbered["stream_number"].to_list() == [order.index(s) for s, _, _ in model]
 
     def teardown(self):
         close = getattr(self.store, "close", None)

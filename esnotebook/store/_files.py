@@ -1,4 +1,4 @@
-"""The files of a Parquet store (layout version 2): names, footer checks, listing rules.
+"""The files of a Parquet store (layout version 3): names, footer checks, listing rules.
 
 Each committed file is ``events/<first:012d>-<last:012d>.parquet``: the positions
 ``first..last`` in position order. Its key-value metadata (:data:`FIELDS_KEY`) lists, per
@@ -41,6 +41,8 @@ class File:
     last: int
     path: Path
     fields: dict[str, Schema]
+    #: Whether the file holds ``stream_number`` (files written before layout 3 do not).
+    numbered: bool = True
 
     @property
     def name(self) -> str:
@@ -60,7 +62,7 @@ def validate_file(path: Path, first: int, last: int) -> File:
         schema = pl.read_parquet_schema(path)
     except Exception as exc:  # noqa: BLE001 - any failure to read means damage
         raise StoreCorruptedError(f"{path}: damaged or foreign file ({exc})") from None
-    missing = [c for c in HEADER_SCHEMA if c not in schema]
+    missing = [c for c in HEADER_SCHEMA if c not in schema and c != "stream_number"]
     if missing:
         raise StoreCorruptedError(f"{path}: not an event file (missing columns {missing})")
     raw = (meta.metadata or {}).get(FIELDS_KEY.encode())
@@ -89,7 +91,7 @@ def validate_file(path: Path, first: int, last: int) -> File:
         raise StoreCorruptedError(
             f"{path}: positions {lo}..{hi} do not match its name's range {first}..{last}"
         )
-    return File(first, last, path, fields)
+    return File(first, last, path, fields, numbered="stream_number" in schema)
 
 
 def widest(a: pl.DataType, b: pl.DataType) -> pl.DataType | None:

@@ -28,8 +28,13 @@ HEADER_SCHEMA: dict[str, pl.DataType] = {
     "correlation_id": pl.String(),
     "causation_id": pl.String(),
     "metadata": pl.String(),
+    # The stream's index in ``store.streams()`` (creation order): a dense integer key that
+    # lets a projection group by stream without hashing strings.
+    "stream_number": pl.Int64(),
 }
 HEADER: tuple[str, ...] = tuple(HEADER_SCHEMA)
+#: The header columns a :class:`RecordedEvent` is made of.
+_EVENT_HEADER: tuple[str, ...] = HEADER[:-1]
 
 
 def type_frame_schema(fields: Schema) -> dict[str, pl.DataType]:
@@ -40,11 +45,13 @@ def metadata_json(metadata: dict[str, Any]) -> str | None:
     return json.dumps(metadata, separators=(",", ":")) if metadata else None
 
 
-def frame_from_events(events: Sequence[RecordedEvent], fields: Schema) -> pl.DataFrame:
+def frame_from_events(
+    events: Sequence[RecordedEvent], fields: Schema, stream_numbers: Sequence[int]
+) -> pl.DataFrame:
     """The event frame of ``events`` (any types, in the given order), typed by ``fields``.
 
     ``fields`` is the union of the payload fields of the events' types; an event whose
-    type lacks a field gets null there.
+    type lacks a field gets null there. ``stream_numbers`` holds each event's stream number.
     """
     columns: dict[str, list[Any]] = {
         "position": [e.position for e in events],
@@ -56,6 +63,7 @@ def frame_from_events(events: Sequence[RecordedEvent], fields: Schema) -> pl.Dat
         "correlation_id": [e.correlation_id for e in events],
         "causation_id": [e.causation_id for e in events],
         "metadata": [metadata_json(e.metadata) for e in events],
+        "stream_number": list(stream_numbers),
     }
     for name in fields:
         columns[name] = [e.data.get(name) for e in events]
@@ -74,7 +82,7 @@ def events_from_frame(
     n = frame.height
     if n == 0:
         return []
-    header = [_values(frame.get_column(c)) if c in frame.columns else [None] * n for c in HEADER]
+    header = [_values(frame.get_column(c)) if c in frame.columns else [None] * n for c in _EVENT_HEADER]
     if not isinstance(fields, dict):
         groups = {None: (range(n), list(fields))}
     else:
@@ -151,8 +159,10 @@ def canonical_columns(schemas: dict[str, Schema], types: Iterable[str]) -> list[
     return [*CANONICAL_COLUMNS, *seen]
 
 
-def empty_frame(with_metadata: bool = False) -> pl.DataFrame:
+def empty_frame(with_metadata: bool = False, with_stream_number: bool = False) -> pl.DataFrame:
     schema = dict(HEADER_SCHEMA)
     if not with_metadata:
         del schema["metadata"]
+    if not with_stream_number:
+        del schema["stream_number"]
     return pl.DataFrame(schema=schema)

@@ -41,6 +41,11 @@ def _as_polars(frame: Any) -> pl.DataFrame:
 
 def _prepare_frame(frame: pl.DataFrame) -> pl.DataFrame:
     """Check the header columns of an incoming frame and bring them to their stored types."""
+    if "stream_number" in frame.columns:
+        raise EventDataError(
+            "append_frame: column 'stream_number' is assigned by the store (expected it absent; "
+            "drop it - each store numbers its own streams)"
+        )
     for required in ("stream_id", "event_type"):
         if required not in frame.columns:
             raise EventDataError(
@@ -150,11 +155,19 @@ def _number_streams(stream_ids: pl.Series) -> tuple[np.ndarray, np.ndarray, pl.S
     return within, run_of_row, names, counts[by_appearance]
 
 
-def _assign_versions(frame: pl.DataFrame, versions: dict[str, int]) -> tuple[pl.DataFrame, dict[str, int]]:
-    """``frame`` with each row's stream version, and the streams' versions after it."""
+def _assign_versions(
+    frame: pl.DataFrame, versions: dict[str, int], numbers: dict[str, int]
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """``frame`` with each row's stream version and stream number, and the streams' versions
+    after it. ``numbers`` holds the stored streams' numbers; a new stream takes the next
+    free number, in order of first appearance (its place in ``versions`` once committed)."""
     within, run_of_row, names, counts = _number_streams(frame.get_column("stream_id"))
     name_list = names.to_list()
     current = np.fromiter((versions.get(s, 0) for s in name_list), dtype=np.int64, count=len(name_list))
+    stored = np.fromiter((numbers.get(s, -1) for s in name_list), dtype=np.int64, count=len(name_list))
+    fresh = stored < 0
+    stored[fresh] = len(numbers) + np.arange(int(fresh.sum()))
+    stream_number = pl.Series("stream_number", stored[run_of_row], dtype=pl.Int64)
     expected = within + current[run_of_row] if current.any() else within
     top = dict(zip(name_list, (current + counts).tolist()))
     if "version" in frame.columns:
@@ -170,8 +183,8 @@ def _assign_versions(frame: pl.DataFrame, versions: dict[str, int]) -> tuple[pl.
                 f"append_frame: row {row}: stream {sid!r} version {int(given[row])} is not contiguous "
                 f"(expected {want}: versions of a stream must rise by 1 in frame order)"
             )
-        return frame, top
-    return frame.with_columns(pl.Series("version", expected, dtype=pl.Int64)), top
+        return frame.with_columns(stream_number), top
+    return frame.with_columns(pl.Series("version", expected, dtype=pl.Int64), stream_number), top
 
 
 def _fill_header(frame: pl.DataFrame, head: int, now: datetime) -> pl.DataFrame:

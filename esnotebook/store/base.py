@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -94,6 +95,7 @@ class EventStore(Protocol):
         from_position: int = 0,
         to_position: int | None = None,
         with_metadata: bool = False,
+        with_stream_number: bool = False,
     ) -> pl.LazyFrame: ...
 
     def to_polars(self, **kwargs: Any) -> pl.DataFrame: ...
@@ -122,6 +124,7 @@ class StoreBase:
         self._exact: dict[str, dict[str, type]] = {}
         self._head = 0
         self._versions: dict[str, int] | None = None
+        self._numbers: dict[str, int] = {}  # stream -> its index in the version index
         self._fields: Schema | None = None  # field -> column type, over all event types
         self._mutex = threading.RLock()
 
@@ -147,7 +150,10 @@ class StoreBase:
         )
         return dict(zip(frame["stream_id"].to_list(), frame["version"].to_list()))
 
-    def _commit_events(self, events: list[RecordedEvent], schemas: dict[str, Schema]) -> None:
+    def _commit_events(
+        self, events: list[RecordedEvent], schemas: dict[str, Schema], stream_number: int
+    ) -> None:
+        """Persist one commit of one stream's events (``stream_number`` is that stream's)."""
         raise NotImplementedError
 
     def _commit_frame(
@@ -160,6 +166,11 @@ class StoreBase:
         """Every event, in position order: the header, then every field of the store
         (:meth:`field_types`), null where an event's type lacks it; ``None`` when empty."""
         raise NotImplementedError
+
+    def _with_stream_numbers(self, lf: pl.LazyFrame) -> pl.LazyFrame:
+        """``lf`` with every ``stream_number`` filled in (a backend with older files that
+        lack the column fills them here)."""
+        return lf
 
     def _retrying(self, read: Callable[[], Any]) -> Any:
         """Run a read; a backend whose files can move under a reader retries it here."""
@@ -208,6 +219,18 @@ class StoreBase:
         if self._versions is None:
             self._versions = self._retrying(self._load_versions)
         return self._versions
+
+    def _stream_numbers(self) -> dict[str, int]:
+        """Stream -> its number: its index in the version index (the order of creation).
+
+        Streams are only ever added at the end of the version index, so the numbers known
+        stay right and only the new streams need numbering.
+        """
+        versions = self._version_index()
+        numbers = self._numbers
+        if len(numbers) < len(versions):
+            numbers.update((s, i) for i, s in enumerate(islice(versions, len(numbers), None), len(numbers)))
+        return numbers
 
     def stream_version(self, stream_id: str) -> int:
         """The current version of a stream: 0 if it has no events."""
@@ -261,6 +284,7 @@ class StoreBase:
                 )
         with self._writing():
             versions = self._version_index()
+            number = self._stream_numbers().get(stream_id, len(versions))
             current = versions.get(stream_id, 0)
             if expected_version is not None and expected_version != current:
                 raise ConcurrencyError(stream_id, expected_version, current)
@@ -277,7 +301,7 @@ class StoreBase:
                 )  # fmt: skip
                 for i, (e, d, m) in enumerate(zip(batch, datas, metas), start=1)
             ]
-            self._commit_events(recorded, schemas)
+            self._commit_events(recorded, schemas, number)
             self._accept_schemas(schemas)
             self._head = head + len(recorded)
             versions[stream_id] = current + len(recorded)
@@ -413,7 +437,7 @@ class StoreBase:
                 _check_positions(prepared, head)
                 prepared = prepared.drop("position")
             versions = self._version_index()
-            prepared, top = _assign_versions(prepared, versions)
+            prepared, top = _assign_versions(prepared, versions, self._stream_numbers())
             now = self._clock()
             prepared = _fill_header(prepared, head, now)
             commit, schemas = self._commit_layout(prepared)
@@ -524,13 +548,19 @@ class StoreBase:
         from_position: int = 0,
         to_position: int | None = None,
         with_metadata: bool = False,
+        with_stream_number: bool = False,
     ) -> pl.LazyFrame:
         """The canonical event frame as a polars LazyFrame, in position order.
 
         Columns: ``position, stream_id, version, event_type, event_id, recorded_at,
         correlation_id, causation_id``, then (with ``with_metadata=True``) ``metadata`` as
-        JSON text, then the payload fields of the selected event types, each a typed column,
-        null where an event type lacks the field.
+        JSON text, then (with ``with_stream_number=True``) ``stream_number``, then the
+        payload fields of the selected event types, each a typed column, null where an
+        event type lacks the field.
+
+        ``stream_number`` is the stream's index in :meth:`streams` (0 for the first stream
+        created): a dense integer that the store keeps beside every event, so that a
+        projection can aggregate per stream with array indexing instead of hashing strings.
 
         Commits are stored in position order, each sorted, so the frame is their
         concatenation: no sort. ``event_types`` and the position range become filters
@@ -557,11 +587,13 @@ class StoreBase:
         self._refresh()
         types = self._types(event_types)
         columns = canonical_columns(self._schemas, types)
-        if with_metadata:
-            columns.insert(len(CANONICAL_COLUMNS), "metadata")
+        extra = [c for c, on in (("metadata", with_metadata), ("stream_number", with_stream_number)) if on]
+        columns[len(CANONICAL_COLUMNS) : len(CANONICAL_COLUMNS)] = extra
         lf = self._events_frame() if types else None
         if lf is None:
-            return empty_frame(with_metadata).lazy()
+            return empty_frame(with_metadata, with_stream_number).lazy()
+        if with_stream_number:
+            lf = self._with_stream_numbers(lf)
         if len(types) < len(self._schemas):
             lf = lf.filter(pl.col("event_type").is_in(types))
         if from_position:

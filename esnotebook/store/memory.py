@@ -62,6 +62,7 @@ class InMemoryEventStore(StoreBase):
         self._versions = {}
         self._segments: list[_Segment] = []
         self._tail: list[RecordedEvent] = []  # committed objects not yet in a segment
+        self._tail_numbers: list[int] = []  # their stream numbers
         self._by_stream: dict[str, list[RecordedEvent]] = {}
         self._frame_streams: dict[str, tuple[_Segment, ...]] = {}
 
@@ -69,8 +70,11 @@ class InMemoryEventStore(StoreBase):
         return self._mutex  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ commits
-    def _commit_events(self, events: list[RecordedEvent], schemas: dict[str, Schema]) -> None:
+    def _commit_events(
+        self, events: list[RecordedEvent], schemas: dict[str, Schema], stream_number: int
+    ) -> None:
         self._tail.extend(events)
+        self._tail_numbers.extend([stream_number] * len(events))
         self._by_stream.setdefault(events[0].stream_id, []).extend(events)
 
     def _commit_frame(
@@ -92,9 +96,10 @@ class InMemoryEventStore(StoreBase):
         if not self._tail:
             return
         tail, self._tail = self._tail, []
+        numbers, self._tail_numbers = self._tail_numbers, []
         union = self._field_union()
         names = dict.fromkeys(f for t in dict.fromkeys(e.event_type for e in tail) for f in self._schemas[t])
-        frame = frame_from_events(tail, {f: union[f] for f in names})
+        frame = frame_from_events(tail, {f: union[f] for f in names}, numbers)
         prev = self._segments[-1] if self._segments else None
         if prev is not None and prev.events is not None and len(prev.events) + len(tail) <= _MERGE_BELOW:
             prev.events.extend(tail)

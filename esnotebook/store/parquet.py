@@ -1,6 +1,6 @@
 """The Parquet event store: a folder of immutable Parquet files that any Arrow tool can read.
 
-Layout (version 2; docs/parquet-layout.md has the details and recipes for DuckDB, polars,
+Layout (version 3; docs/parquet-layout.md has the details and recipes for DuckDB, polars,
 pyarrow)::
 
     store/
@@ -8,8 +8,9 @@ pyarrow)::
       LOCK                               held by the one writer process (flock)
       events/
         000000000001-000000000010.parquet  one commit: positions first-last, in position
-                                           order, the header then the union of the payload
-                                           fields of its event types
+                                           order, the header (with each event's stream
+                                           number) then the union of the payload fields of
+                                           its event types
       _tmp/                              commits being written; never read; the next writer
                                          removes what a crashed one left
 
@@ -58,7 +59,10 @@ __all__ = ["ParquetEventStore"]
 
 MARKER = "esnotebook-store.json"
 FORMAT = "esnotebook-parquet"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: Layout 2 lacked the ``stream_number`` column; its stores open, and their numbers are
+#: filled in on read (and written into any file that compaction rewrites).
+READABLE_VERSIONS = (2, 3)
 _CAST = pl.ScanCastOptions(integer_cast=["upcast", "allow-float"], missing_struct_fields="insert")
 
 #: How long a read disturbed by a concurrent compaction (files replaced under it) retries.
@@ -154,10 +158,10 @@ class ParquetEventStore(StoreBase):
                 fmt, version = info["format"], info["version"]
             except (ValueError, KeyError, TypeError) as exc:
                 raise StoreCorruptedError(f"{marker}: unreadable store marker ({exc})") from None
-            if fmt != FORMAT or version != FORMAT_VERSION:
+            if fmt != FORMAT or version not in READABLE_VERSIONS:
                 raise EventStoreError(
                     f"{p}: store format {fmt!r} version {version!r} is not supported "
-                    f"(expected {FORMAT!r} version {FORMAT_VERSION})"
+                    f"(expected {FORMAT!r} version {' or '.join(map(str, READABLE_VERSIONS))})"
                 )
             if not self._events_dir.is_dir():
                 raise StoreCorruptedError(f"{self._events_dir}: the events folder is missing")
@@ -413,12 +417,14 @@ class ParquetEventStore(StoreBase):
         return [str(self._files[i].path) for i in picked]
 
     # ------------------------------------------------------------------ commits
-    def _commit_events(self, events: list[RecordedEvent], schemas: dict[str, Schema]) -> None:
+    def _commit_events(
+        self, events: list[RecordedEvent], schemas: dict[str, Schema], stream_number: int
+    ) -> None:
         all_schemas = {**self._schemas, **schemas}
         types = dict.fromkeys(e.event_type for e in events)
         union = _field_union(all_schemas)
         names = dict.fromkeys(f for t in types for f in all_schemas[t])
-        frame = frame_from_events(events, {f: union[f] for f in names})
+        frame = frame_from_events(events, {f: union[f] for f in names}, [stream_number] * len(events))
         self._write_file(frame, events[0].position, events[-1].position, {t: list(all_schemas[t]) for t in types})
         first = events[0]
         self._note_anchors({first.stream_id: first.position})
@@ -479,6 +485,20 @@ class ParquetEventStore(StoreBase):
             missing_columns="insert",
             cast_options=_CAST,
         )
+
+    def _with_stream_numbers(self, lf: pl.LazyFrame) -> pl.LazyFrame:
+        if all(f.numbered for f in self._files):
+            return lf
+        return self._number_rows(lf)
+
+    def _number_rows(self, lf: pl.LazyFrame) -> pl.LazyFrame:
+        """Fill the stream numbers that layout-2 files lack, from the stream index."""
+        with self._mutex:
+            numbers = dict(self._stream_numbers())
+        known = pl.col("stream_id").replace_strict(
+            list(numbers), list(numbers.values()), return_dtype=pl.Int64
+        )
+        return lf.with_columns(pl.coalesce("stream_number", known).alias("stream_number"))
 
     def read_stream(
         self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
@@ -599,14 +619,14 @@ class ParquetEventStore(StoreBase):
                     for t, names in f.fields.items():
                         fields.setdefault(t, {}).update(dict.fromkeys(names))
                 columns = dict.fromkeys(n for names in fields.values() for n in names)
-                frame = (
-                    pl.scan_parquet(
-                        [str(f.path) for f in group],
-                        schema={**HEADER_SCHEMA, **{n: union[n] for n in columns}},
-                        missing_columns="insert", cast_options=_CAST,
-                    )  # fmt: skip
-                    .collect()
-                )
+                frame = pl.scan_parquet(
+                    [str(f.path) for f in group],
+                    schema={**HEADER_SCHEMA, **{n: union[n] for n in columns}},
+                    missing_columns="insert", cast_options=_CAST,
+                )  # fmt: skip
+                if not all(f.numbered for f in group):
+                    frame = self._number_rows(frame)
+                frame = frame.collect()
                 self._write_file(frame, group[0].first, group[-1].last, {t: list(n) for t, n in fields.items()})
                 for f in group:
                     f.path.unlink(missing_ok=True)
