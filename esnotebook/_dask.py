@@ -85,7 +85,10 @@ def partitioned_rebuild(
         buckets = 4 * max(sum(client.nthreads().values()), 1)
     if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
         raise ValueError(f"'buckets' must be an int >= 1 (got {buckets!r})")
-    events = store.scan(event_types=list(projection.event_types), to_position=to_position)
+    events = store.scan(
+        event_types=list(projection.event_types), to_position=to_position,
+        with_stream_number=projection.keyed_by_stream,
+    )  # fmt: skip
     if key not in events.collect_schema().names():
         raise ValueError(
             f"{projection.name}: partition key {key!r} is not a column of the events "
@@ -103,4 +106,4 @@ def partitioned_rebuild(
         parts = client.scatter(parts)
     futures = client.map(_fold_bucket, [projection] * buckets, parts, pure=False)
     results = client.gather(futures)
-    return pl.concat(results, how="vertical").sort(projection.key)
+    return pl.concat(results, how="vertical").sort(projection.order_by or projection.key)

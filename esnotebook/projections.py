@@ -2,10 +2,10 @@
 
 *Handler form* (:class:`Projection`, the teaching form): one method per event type,
 ``on_<EventType>(row, event) -> row``, applied event by event in position order. The state
-is a dict of rows keyed by :attr:`Projection.key`; a handler receives the current row of the
-event's key (``None`` if there is none yet) and returns the new row (``None`` deletes it).
-Handlers return a new dict instead of mutating the old one, so a handler that raises halfway
-leaves the state untouched and the event can be retried or dead-lettered.
+is a dict of rows keyed by :attr:`Projection.key`; a handler receives a copy of the current
+row of the event's key (``None`` if there is none yet), changes it or builds a new one, and
+returns the new row (``None`` deletes it). Only a returned row is stored, so a handler that
+raises halfway leaves the state untouched and the event can be retried or dead-lettered.
 
 *Vectorised form* (:class:`VectorisedProjection`, the fast form): an initial state frame plus
 ``fold(state, events) -> state`` written as polars expressions. ``fold`` must be a fold in
@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC
-from operator import itemgetter
-from typing import Any, ClassVar, Literal
+from functools import cached_property
+from itertools import repeat
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import polars as pl
 
@@ -36,6 +37,12 @@ __all__ = ["EventRow", "Projection", "ProjectionError", "VectorisedProjection"]
 
 Engine = Literal["auto", "in-memory", "streaming"]
 _ENGINES = ("auto", "in-memory", "streaming")
+
+
+def check_engine(engine: object) -> None:
+    """Refuse an unknown polars engine name with a clear error."""
+    if engine not in _ENGINES:
+        raise ValueError(f"'engine' must be one of {_ENGINES} (got {engine!r})")
 
 
 class ProjectionError(Exception):
@@ -51,6 +58,8 @@ class _Base:
     key: ClassVar[str] = "stream_id"
     #: The state's columns and their types, in order.
     schema: ClassVar[Mapping[str, pl.DataType]] = {}
+    #: The column the result is sorted by (default: :attr:`key`).
+    order_by: ClassVar[str | None] = None
     #: State columns the projection needs for itself but does not show in its result.
     hidden: ClassVar[tuple[str, ...]] = ()
     form: ClassVar[Literal["handler", "vectorised"]]
@@ -82,8 +91,13 @@ class Projection(_Base):
     Subclasses set ``schema`` (and ``key``, default ``"stream_id"``) and write handlers.
     A handler gets the current row of the event's key as a dict (``None`` if absent) and
     the :class:`~esnotebook.RecordedEvent`, and returns the new row, or ``None`` to delete
-    it. Event types without a handler are skipped. Return a new dict rather than changing
-    the one received: a handler that raises must leave the state as it was.
+    it. Event types without a handler are skipped.
+
+    The row a handler gets is its own shallow copy: it may change the row's fields in place
+    and return it (the cheapest way), or return a new dict. The copy is stored only when the
+    handler returns, so a handler that raises leaves the state as it was. The copy is
+    shallow: replace a list or dict inside a row (``row["lines"] = [*lines, new]``) rather
+    than changing it in place, since the stored row still shares it.
 
     Examples
     --------
@@ -94,8 +108,10 @@ class Projection(_Base):
     ...     def key_of(self, event):
     ...         return event.data["customer"]
     ...     def on_OrderPlaced(self, row, event):
-    ...         n = row["orders"] if row else 0
-    ...         return {"customer": event.data["customer"], "orders": n + 1}
+    ...         if row is None:
+    ...             return {"customer": event.data["customer"], "orders": 1}
+    ...         row["orders"] += 1
+    ...         return row
     >>> OrdersPerCustomer().event_types
     ('OrderPlaced',)
     """
@@ -127,18 +143,18 @@ class Projection(_Base):
         """The state before any event: no rows."""
         return {}
 
+    @cached_property
+    def _bound(self) -> dict[str, Callable[..., Any]]:
+        """Each handled event type's bound ``on_`` method. Bound once per instance: a
+        getattr per event was a fifth of a replay's time."""
+        return {t: getattr(self, a) for t, a in self._handlers.items()}
+
     def apply(self, state: dict[Hashable, dict[str, Any]], event: RecordedEvent) -> None:
         """Apply one event to ``state`` in place; nothing changes if the handler raises."""
-        try:
-            bound = self.__dict__["_bound"]
-        except KeyError:
-            # Bound once per instance: a getattr per event was a fifth of a replay's time.
-            bound = self.__dict__["_bound"] = {t: getattr(self, a) for t, a in self._handlers.items()}
-        handler = bound.get(event.event_type)
+        handler = self._bound.get(event.event_type)
         if handler is None:
             return
-        key = self.key_of(event)
-        new = handler(state.get(key), event)
+        key, _, new = _handle(handler, self.key_of, state, event)
         if new is None:
             state.pop(key, None)
         else:
@@ -154,11 +170,12 @@ class Projection(_Base):
         return state
 
     def to_frame(self, state: Mapping[Hashable, Mapping[str, Any]]) -> pl.DataFrame:
-        """The state as a polars frame with the declared schema, sorted by :attr:`key`."""
+        """The state as a polars frame with the declared schema, sorted by :attr:`order_by`
+        (default :attr:`key`)."""
         if not state:
             return self.empty()
         frame = pl.from_dicts(list(state.values()), schema=dict(self.schema))
-        return frame.sort(self.key)
+        return frame.sort(self.order_by or self.key)
 
     def from_frame(self, frame: pl.DataFrame) -> dict[Hashable, dict[str, Any]]:
         """The state a frame made by :meth:`to_frame` stands for (restart from a snapshot)."""
@@ -203,6 +220,11 @@ class VectorisedProjection(_Base):
     fields: ClassVar[Mapping[str, pl.DataType]] = {}
     #: The event column whose value alone decides a row (enables partitioned rebuilds).
     partition_key: ClassVar[str | None] = None
+    #: Whether each row is decided by the events of one stream alone, and the fold reads
+    #: the store's ``stream_number`` column (a dense integer per stream, for array
+    #: reductions: :mod:`esnotebook.per_stream`). Runners then ask the store for that
+    #: column, and may rebuild the projection one range of streams at a time.
+    keyed_by_stream: ClassVar[bool] = False
 
     def initial(self) -> pl.DataFrame:
         """The state before any event: the empty result frame."""
@@ -241,14 +263,20 @@ class VectorisedProjection(_Base):
         engine
             The polars engine; ``"streaming"`` handles inputs larger than memory.
         """
-        if engine not in _ENGINES:
-            raise ValueError(f"'engine' must be one of {_ENGINES} (got {engine!r})")
+        check_engine(engine)
         lf = self.conform(events)
         if self.event_types:
             lf = lf.filter(pl.col("event_type").is_in(list(self.event_types)))
-        new = self.fold(state.lazy(), lf).select(list(self.schema)).collect(engine=engine)
-        # Sorting the (small) state eagerly is several times cheaper than inside the plan.
-        new = new.cast(dict(self.schema)).sort(self.key)  # type: ignore[arg-type]
+        return self._finish(self.fold(state.lazy(), lf).select(list(self.schema)).collect(engine=engine))
+
+    def _finish(self, new: pl.DataFrame) -> pl.DataFrame:
+        """A collected new state with the declared types, in row order, checked."""
+        new = new.select(list(self.schema)).cast(dict(self.schema))  # type: ignore[arg-type]
+        order = self.order_by or self.key
+        # Sorting the (small) state eagerly is several times cheaper than inside the plan,
+        # and a state that comes out in order (a rebuild, mostly) needs no sort at all.
+        if not new.get_column(order).is_sorted():
+            new = new.sort(order)
         self.validate(new)
         return new
 
@@ -257,14 +285,30 @@ class VectorisedProjection(_Base):
         return self.view(self.run(self.initial(), events, engine=engine))
 
 
-class EventRow(tuple):  # type: ignore[type-arg]
+class _EventColumns(NamedTuple):
+    """The columns of a batch an :class:`EventRow` holds, in order."""
+
+    position: int
+    stream_id: str
+    version: int
+    event_type: str
+    event_id: str
+    recorded_at: Any
+    correlation_id: str
+    causation_id: str | None
+    data: dict[str, Any]
+    metadata_json: str | None
+
+
+class EventRow(_EventColumns):
     """A recorded event as the runner hands it to handlers: a read-only row of a batch.
 
     It has the attributes of :class:`~esnotebook.RecordedEvent` (``position``,
     ``stream_id``, ``version``, ``event_type``/``type``, ``event_id``, ``recorded_at``,
-    ``correlation_id``, ``causation_id``, ``data``, ``metadata``) but is made from the
-    columns of a collected batch in one pass, several times cheaper than a RecordedEvent
-    per event. :meth:`to_recorded` gives the RecordedEvent itself.
+    ``correlation_id``, ``causation_id``, ``data``, and ``metadata``, decoded on access
+    from ``metadata_json``) but is made from the columns of a collected batch in one pass,
+    several times cheaper than a RecordedEvent per event. :meth:`to_recorded` gives the
+    RecordedEvent itself.
 
     Examples
     --------
@@ -276,23 +320,15 @@ class EventRow(tuple):  # type: ignore[type-arg]
     (1, 'order-1', {'customer': 'ada'})
     """
 
+    # A named tuple's fields are read by C descriptors, a third faster than properties.
     __slots__ = ()
 
-    position: int = property(itemgetter(0))  # type: ignore[assignment]
-    stream_id: str = property(itemgetter(1))  # type: ignore[assignment]
-    version: int = property(itemgetter(2))  # type: ignore[assignment]
-    event_type: str = property(itemgetter(3))  # type: ignore[assignment]
-    type: str = property(itemgetter(3))  # type: ignore[assignment]
-    event_id: str = property(itemgetter(4))  # type: ignore[assignment]
-    recorded_at: Any = property(itemgetter(5))
-    correlation_id: str = property(itemgetter(6))  # type: ignore[assignment]
-    causation_id: str | None = property(itemgetter(7))  # type: ignore[assignment]
-    data: dict[str, Any] = property(itemgetter(8))  # type: ignore[assignment]
+    type = _EventColumns.event_type  # RecordedEvent's other name for it
 
     @property
     def metadata(self) -> dict[str, Any]:
         """The metadata, decoded on access (handlers rarely read it)."""
-        raw = self[9]
+        raw = self.metadata_json
         return json.loads(raw) if raw else {}
 
     def to_recorded(self) -> RecordedEvent:
@@ -309,26 +345,12 @@ class EventRow(tuple):  # type: ignore[type-arg]
     def from_frame(cls, frame: pl.DataFrame, fields: Mapping[str, Iterable[str]]) -> list[EventRow]:
         """One row per event of ``frame`` (the canonical event frame with ``metadata``), in
         its order; ``fields`` names each event type's payload fields (what ``data`` holds)."""
-        n = frame.height
-        if n == 0:
+        if frame.height == 0:
             return []
         header = [_pylist(frame.get_column(c)) for c in _HEADER]
-        datas: list[Any] = [None] * n
-        for (etype,), part in frame.with_row_index("__row").group_by("event_type"):
-            names = [f for f in fields[etype] if f in frame.columns]  # type: ignore[index]
-            rows = part.get_column("__row").to_list()
-            if not names:
-                for i in rows:
-                    datas[i] = {}
-                continue
-            if any(isinstance(part.schema[f], pl.Datetime) for f in names):
-                values: Iterable[tuple[Any, ...]] = zip(*(_pylist(part.get_column(f)) for f in names))
-            else:
-                values = part.select(names).rows()  # built in Rust: the cheapest way out
-            for i, vals in zip(rows, values):
-                datas[i] = dict(zip(names, vals))
-        new = tuple.__new__
-        return [new(cls, row) for row in zip(*header[:8], datas, header[8])]
+        datas = _payloads(frame, fields)
+        # map() over zip() keeps the loop in C: a fifth cheaper than a list comprehension.
+        return list(map(tuple.__new__, repeat(cls), zip(*header[:8], datas, header[8])))
 
     @classmethod
     def from_store(
@@ -341,6 +363,33 @@ class EventRow(tuple):  # type: ignore[type-arg]
         ).collect()
         present = frame.get_column("event_type").unique().to_list()
         return cls.from_frame(frame, {t: list(store.schema(t)) for t in present})
+
+
+def _payloads(frame: pl.DataFrame, fields: Mapping[str, Iterable[str]]) -> list[dict[str, Any]]:
+    """Each event's ``data`` in frame order: a dict of its own event type's fields."""
+    datas: list[Any] = [None] * frame.height
+    present = set(frame.columns)
+    for (etype,), part in frame.with_row_index("__row").group_by("event_type"):
+        names = [f for f in fields[etype] if f in present]  # type: ignore[index]
+        columns = [_pylist(part.get_column(f)) for f in names]
+        values = zip(*columns) if columns else repeat((), part.height)
+        payloads = map(dict, map(zip, repeat(names), values))  # dict(zip(names, row)), in C
+        for i, data in zip(part.get_column("__row").to_list(), payloads):
+            datas[i] = data
+    return datas
+
+
+def _handle(
+    handler: Callable[..., Any],
+    key_of: Callable[[Any], Hashable],
+    state: Mapping[Hashable, Any],
+    event: Any,
+) -> tuple[Hashable, Any, Any]:
+    """One attempt at one event: ``(key, row before, new row)``. The handler gets a copy
+    of the row, so the state is untouched until the caller stores the new row."""
+    key = key_of(event)
+    row = state.get(key)
+    return key, row, handler(None if row is None else row.copy(), event)
 
 
 _DELETED = object()

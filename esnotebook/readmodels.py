@@ -12,19 +12,18 @@ summary keeps the latest prices of an order (hidden column ``open_prices``) unti
 
 from __future__ import annotations
 
-from bisect import insort
-from operator import itemgetter
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import polars as pl
 
+from ._order_arrays import order_deltas
 from ._schema import UTC_DATETIME
 from .events import RecordedEvent
-from .projections import Projection, ProjectionError, VectorisedProjection
+from .projections import Engine, Projection, ProjectionError, VectorisedProjection, check_engine
 
 __all__ = ["CustomerValue", "OrderSummary", "OrderSummaryFrame", "RevenueByDaySku"]
 
-_SKU = itemgetter("sku")
 PRICE = pl.Struct({"sku": pl.String(), "price": pl.Int64()})
 
 ORDER_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
@@ -37,6 +36,7 @@ ORDER_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
     "failed_payments": pl.Int64(),
     "placed_at": UTC_DATETIME,
     "updated_at": UTC_DATETIME,
+    "first_position": pl.Int64(),
     "last_position": pl.Int64(),
     "open_prices": pl.List(PRICE),
 }
@@ -84,8 +84,11 @@ class OrderSummary(Projection):
     Columns: ``order_id, customer, status`` (placed, payment_failed, paid, shipped,
     cancelled), ``item_count, total`` (cents), ``amount_paid``, ``failed_payments``,
     ``placed_at`` (when the order was placed), ``updated_at`` (the latest recorded time of
-    its events) and ``last_position``. The state also keeps ``open_prices`` (hidden from the
-    result): the latest unit price per SKU while items may still change, to value removals.
+    its events), ``first_position`` (its OrderPlaced) and ``last_position``. Rows are in
+    the order the orders were placed (by ``first_position``). The state also keeps ``open_prices`` (hidden from the
+    result): the latest unit price per SKU while items may still change, to value removals;
+    a dict ``{sku: price}`` in the rows the handlers see, a list of ``{sku, price}`` sorted
+    by SKU in the frame.
 
     Examples
     --------
@@ -100,34 +103,49 @@ class OrderSummary(Projection):
     """
 
     key = "order_id"
+    order_by = "first_position"
     schema = ORDER_SUMMARY_SCHEMA
     hidden = ("open_prices",)
 
     def key_of(self, event: RecordedEvent) -> Any:
         return event.data["order_id"]
 
-    @staticmethod
-    def _touch(row: dict[str, Any], event: RecordedEvent, **changes: Any) -> dict[str, Any]:
-        updated = max(row["updated_at"], event.recorded_at)
-        return {**row, **changes, "updated_at": updated, "last_position": event.position}
+    def to_frame(self, state: Mapping[Hashable, Mapping[str, Any]]) -> pl.DataFrame:
+        """The state as a frame; ``open_prices`` becomes the declared list, sorted by SKU."""
+        return super().to_frame({key: _stored(row) for key, row in state.items()})
+
+    def from_frame(self, frame: pl.DataFrame) -> dict[Hashable, dict[str, Any]]:
+        """The state a frame made by :meth:`to_frame` stands for."""
+        state = super().from_frame(frame)
+        for row in state.values():
+            if row["open_prices"] is not None:
+                row["open_prices"] = {p["sku"]: p["price"] for p in row["open_prices"]}
+        return state
 
     @staticmethod
-    def _existing(row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
-        if row is None:
-            raise ProjectionError(
-                f"{event.event_type} at position {event.position} for order "
-                f"{event.data['order_id']!r}, which was never placed (expected an OrderPlaced first)"
-            )
+    def _touch(row: dict[str, Any], event: RecordedEvent) -> dict[str, Any]:
+        at = event.recorded_at
+        # A clock that stepped back must not move it back; an `if`, since max() costs a call.
+        if at > row["updated_at"]:  # noqa: PLR1730
+            row["updated_at"] = at
+        row["last_position"] = event.position
         return row
 
+    # The checks below are inline `if`s that call these only to fail: a call per event
+    # for a check that passes would cost more than the update itself.
     @staticmethod
-    def _open(row: dict[str, Any], event: RecordedEvent) -> list[dict[str, Any]]:
-        if row["open_prices"] is None:
-            raise ProjectionError(
-                f"{event.event_type} at position {event.position}: order "
-                f"{event.data['order_id']!r} is {row['status']}; items change only before payment"
-            )
-        return row["open_prices"]
+    def _never_placed(event: RecordedEvent) -> ProjectionError:
+        return ProjectionError(
+            f"{event.event_type} at position {event.position} for order "
+            f"{event.data['order_id']!r}, which was never placed (expected an OrderPlaced first)"
+        )
+
+    @staticmethod
+    def _closed(row: dict[str, Any], event: RecordedEvent) -> ProjectionError:
+        return ProjectionError(
+            f"{event.event_type} at position {event.position}: order "
+            f"{event.data['order_id']!r} is {row['status']}; items change only before payment"
+        )
 
     def on_OrderPlaced(self, row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
         if row is not None:
@@ -135,57 +153,80 @@ class OrderSummary(Projection):
                 f"OrderPlaced at position {event.position}: order {event.data['order_id']!r} "
                 f"was already placed (at position {row['last_position']} or before)"
             )
+        d, at = event.data, event.recorded_at
         return {
-            "order_id": event.data["order_id"], "customer": event.data["customer"],
-            "status": "placed", "item_count": 0, "total": 0, "amount_paid": 0,
-            "failed_payments": 0, "placed_at": event.recorded_at,
-            "updated_at": event.recorded_at, "last_position": event.position, "open_prices": [],
+            "order_id": d["order_id"], "customer": d["customer"], "status": "placed",
+            "item_count": 0, "total": 0, "amount_paid": 0, "failed_payments": 0,
+            "placed_at": at, "updated_at": at, "first_position": event.position,
+            "last_position": event.position, "open_prices": {},
         }  # fmt: skip
 
     def on_ItemAdded(self, row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
-        row = self._existing(row, event)
+        if row is None:
+            raise self._never_placed(event)
+        if row["open_prices"] is None:
+            raise self._closed(row, event)
         d = event.data
         sku, qty, price = d["sku"], d["quantity"], d["price"]
-        prices = [p for p in self._open(row, event) if p["sku"] != sku]
-        insort(prices, {"sku": sku, "price": price}, key=_SKU)  # the list stays sorted by SKU
-        return self._touch(
-            row, event, open_prices=prices,
-            item_count=row["item_count"] + qty, total=row["total"] + qty * price,
-        )  # fmt: skip
+        # A new dict, not an update of the old one: the stored row still holds the old one.
+        row["open_prices"] = {**row["open_prices"], sku: price}
+        row["item_count"] += qty
+        row["total"] += qty * price
+        return self._touch(row, event)
 
     def on_ItemRemoved(self, row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
-        row = self._existing(row, event)
+        if row is None:
+            raise self._never_placed(event)
+        prices = row["open_prices"]
+        if prices is None:
+            raise self._closed(row, event)
         d = event.data
         sku, qty = d["sku"], d["quantity"]
-        prices = self._open(row, event)
-        price = next((p["price"] for p in prices if p["sku"] == sku), None)
-        if price is None:
+        if sku not in prices:
             raise ProjectionError(
                 f"ItemRemoved at position {event.position}: order {d['order_id']!r} never had "
-                f"SKU {sku!r} (SKUs added: {[p['sku'] for p in prices]})"
+                f"SKU {sku!r} (SKUs added: {sorted(prices)})"
             )
-        return self._touch(
-            row, event, item_count=row["item_count"] - qty, total=row["total"] - qty * price
-        )
+        row["item_count"] -= qty
+        row["total"] -= qty * prices[sku]
+        return self._touch(row, event)
 
-    def _closing(self, row: dict[str, Any] | None, event: RecordedEvent, **changes: Any) -> dict[str, Any]:
-        status = STATUS_AFTER[event.event_type]
-        prices = row["open_prices"] if status in OPEN else None  # type: ignore[index]
-        return self._touch(row, event, status=status, open_prices=prices, **changes)  # type: ignore[arg-type]
+    def _closing(self, row: dict[str, Any], event: RecordedEvent) -> dict[str, Any]:
+        row["status"] = status = STATUS_AFTER[event.event_type]
+        if status not in OPEN:
+            row["open_prices"] = None  # items no longer change: no removal to value
+        return self._touch(row, event)
 
     def on_PaymentReceived(self, row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
-        row = self._existing(row, event)
-        return self._closing(row, event, amount_paid=row["amount_paid"] + event.data["amount"])
+        if row is None:
+            raise self._never_placed(event)
+        row["amount_paid"] += event.data["amount"]
+        return self._closing(row, event)
 
     def on_PaymentFailed(self, row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
-        row = self._existing(row, event)
-        return self._closing(row, event, failed_payments=row["failed_payments"] + 1)
+        if row is None:
+            raise self._never_placed(event)
+        row["failed_payments"] += 1
+        return self._closing(row, event)
 
     def on_OrderShipped(self, row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
-        return self._closing(self._existing(row, event), event)
+        if row is None:
+            raise self._never_placed(event)
+        return self._closing(row, event)
 
     def on_OrderCancelled(self, row: dict[str, Any] | None, event: RecordedEvent) -> dict[str, Any]:
-        return self._closing(self._existing(row, event), event)
+        if row is None:
+            raise self._never_placed(event)
+        return self._closing(row, event)
+
+
+def _stored(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An OrderSummary row as its frame holds it: a dict of open prices, the fastest to
+    update while applying, becomes the declared list of ``{sku, price}``, sorted by SKU."""
+    prices = row["open_prices"]
+    if prices is None:
+        return row
+    return {**row, "open_prices": [{"sku": sku, "price": prices[sku]} for sku in sorted(prices)]}
 
 
 def _is(*types: str) -> pl.Expr:
@@ -212,19 +253,42 @@ class OrderSummaryFrame(VectorisedProjection):
 
     name = "OrderSummary"
     key = "order_id"
+    order_by = "first_position"
+    keyed_by_stream = True
     partition_key = "order_id"
     schema = ORDER_SUMMARY_SCHEMA
     hidden = ("open_prices",)
     event_types = ORDER_EVENTS
     fields = ORDER_FIELDS
 
+    def run(self, state: pl.DataFrame, events: pl.LazyFrame | pl.DataFrame, *, engine: Engine = "auto") -> pl.DataFrame:
+        """Fold ``events`` into ``state`` (see :meth:`VectorisedProjection.run`).
+
+        With the in-memory engine, the batch's per-order numbers are array reductions keyed
+        by the store's stream number (:mod:`esnotebook.per_stream`), several times faster
+        than the group-by on ``order_id`` of :meth:`fold`; the streaming engine runs
+        :meth:`fold`, whose memory polars bounds. Both give the same frame.
+        """
+        if engine == "streaming" or type(self).fold is not OrderSummaryFrame.fold:
+            # A subclass that changes the fold gets its fold.
+            return super().run(state, events, engine=engine)
+        check_engine(engine)
+        lf = self.conform(events)
+        keys = [c for c in ("stream_number", "stream_id") if c in lf.collect_schema().names()]
+        ev = self._order_events(lf, keys[:1], as_enum=False).collect()
+        ev, delta, groups = order_deltas(ev, kinds=ORDER_EVENTS, status_after=STATUS_AFTER, status_codes=_STATUS_CODE)
+        # Item lines are needed only by orders with a removal or still open; an order without
+        # a status change in this batch may be open in the state, so it is a candidate too.
+        status = delta.get_column("new_status")
+        candidates = (delta.get_column("has_removal") | status.is_in(OPEN) | status.is_null()).to_numpy()
+        items = ev.filter(pl.Series(groups.rows_of(candidates)) & _is("ItemAdded", "ItemRemoved"))
+        new = self._merge(state.lazy(), delta.lazy(), items.lazy()).collect()
+        return self._finish(new)
+
     def fold(self, state: pl.LazyFrame, events: pl.LazyFrame) -> pl.LazyFrame:
         # One pass over every event, one group-by of plain sums, mins and maxes (polars' fast
         # path). The event type becomes an Enum once, so the type tests compare small ints.
-        ev = events.select(
-            "order_id", "position", "recorded_at", "customer", "sku", "quantity", "price", "amount",
-            pl.col("event_type").cast(_KINDS, strict=False),
-        ).with_columns(
+        ev = self._order_events(events).with_columns(
             # The latest status-changing event wins: max(position * 8 + code) finds it in any order.
             (pl.col("position") * 8 + pl.lit(_KIND_STATUS).gather(pl.col("event_type").to_physical()))
             .alias("status_code"),
@@ -233,6 +297,7 @@ class OrderSummaryFrame(VectorisedProjection):
         delta = ev.group_by("order_id").agg(
             pl.when(placed).then(pl.col("customer")).max().alias("new_customer"),
             pl.when(placed).then(pl.col("recorded_at")).min().alias("new_placed_at"),
+            pl.when(placed).then(pl.col("position")).min().alias("new_first_position"),
             pl.col("status_code").max().mod(8).alias("new_status"),
             pl.when(added).then(pl.col("quantity")).when(removed).then(-pl.col("quantity")).sum().alias("d_items"),
             pl.when(added).then(pl.col("quantity") * pl.col("price")).sum().alias("d_added"),
@@ -244,6 +309,22 @@ class OrderSummaryFrame(VectorisedProjection):
         ).with_columns(
             pl.col("new_status").replace_strict(_CODE_STATUS, default=None, return_dtype=pl.String)
         )  # fmt: skip
+        return self._merge(state, delta, ev.filter(_is("ItemAdded", "ItemRemoved")))
+
+    @staticmethod
+    def _order_events(events: pl.LazyFrame, keys: Sequence[str] = (), *, as_enum: bool = True) -> pl.LazyFrame:
+        kind = pl.col("event_type")
+        return events.select(
+            *keys, "order_id", "position", "recorded_at", "customer", "sku", "quantity", "price", "amount",
+            kind.cast(_KINDS, strict=False) if as_enum else kind,
+        )  # fmt: skip
+
+    def _merge(self, state: pl.LazyFrame, delta: pl.LazyFrame, items: pl.LazyFrame) -> pl.LazyFrame:
+        """The new state: ``delta`` (a batch's numbers per order) merged into ``state``.
+
+        ``items`` holds the batch's item events of (at least) the orders that need their
+        lines: those with a removal, and those still open.
+        """
         empty = self._empty(state)
         if empty:
             nulls = (pl.lit(None, dt).alias(c) for c, dt in self.schema.items() if c != "order_id")
@@ -261,6 +342,7 @@ class OrderSummaryFrame(VectorisedProjection):
             (pl.col("failed_payments").fill_null(0) + pl.col("d_failed")).alias("failed_payments"),
             pl.coalesce("placed_at", "new_placed_at").alias("placed_at"),
             pl.max_horizontal("updated_at", "new_updated_at").alias("updated_at"),
+            pl.coalesce("first_position", "new_first_position").alias("first_position"),
             pl.col("new_position").alias("last_position"),
             "open_prices",
             # Only these orders need their item lines: one that removed items (valued at the
@@ -273,14 +355,14 @@ class OrderSummaryFrame(VectorisedProjection):
             .select(list(self.schema))
         )
         special = updated.filter(pl.col("needs_lines"))
-        merged = pl.concat([plain, self._with_lines(state, ev, special, empty)])
+        merged = pl.concat([plain, self._with_lines(state, items, special, empty)])
         if empty:
             return merged
         untouched = state.join(delta.select("order_id"), on="order_id", how="anti")
         return pl.concat([untouched, merged], how="vertical_relaxed")
 
     def _with_lines(
-        self, state: pl.LazyFrame, ev: pl.LazyFrame, special: pl.LazyFrame, empty: bool
+        self, state: pl.LazyFrame, items: pl.LazyFrame, special: pl.LazyFrame, empty: bool
     ) -> pl.LazyFrame:
         """The orders that need their item lines, with removals valued and open prices kept.
 
@@ -289,8 +371,7 @@ class OrderSummaryFrame(VectorisedProjection):
         """
         removed = _is("ItemRemoved")
         items = (
-            ev.filter(_is("ItemAdded") | removed)
-            .join(special.select("order_id"), on="order_id", how="semi")
+            items.join(special.select("order_id"), on="order_id", how="semi")
             .select(
                 "order_id", "sku", "position", removed.alias("is_removal"), "quantity",
                 pl.when(~removed).then(pl.col("price")).alias("price"),

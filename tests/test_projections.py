@@ -71,6 +71,50 @@ def test_a_failing_handler_leaves_the_state_as_it_was():
     assert state == {"x": {"stream_id": "x", "customer": "c", "events": 1}}
 
 
+class CarelessCounter(Projection):
+    """Counts a stream's events by changing its row in place, and fails on the SKU 'poison'
+    after the change: only the row copy a handler gets keeps the state as it was."""
+
+    schema = {"stream_id": pl.String(), "events": pl.Int64()}
+
+    def on_OrderPlaced(self, row, event):
+        return {"stream_id": event.stream_id, "events": 1}
+
+    def on_ItemAdded(self, row, event):
+        row["events"] += 1
+        if event.data["sku"] == "poison":
+            raise ValueError("poison")
+        return row
+
+
+def test_a_handler_that_changes_its_row_and_then_raises_leaves_the_state_as_it_was():
+    """A handler gets its own copy of the row: what it changed before raising is not stored."""
+    p = CarelessCounter()
+    store = es.InMemoryEventStore()
+    poison = {"order_id": "1", "sku": "poison", "quantity": 1, "price": 1}
+    fill_store(store, [("order-1", "ItemAdded", poison)])
+    state = {"order-1": {"stream_id": "order-1", "events": 1}}
+    with pytest.raises(ValueError, match="poison"):
+        p.apply(state, next(store.read_all()))
+    assert state == {"order-1": {"stream_id": "order-1", "events": 1}}
+
+
+def test_the_runner_retries_and_dead_letters_a_handler_that_changed_its_row_without_a_trace():
+    """Each attempt at an event gets a fresh copy of the row: three failed attempts that each
+    changed it leave the row as it was, and the events after it still apply."""
+    store = es.InMemoryEventStore()
+    fill_store(store, [
+        ("order-1", "OrderPlaced", {"order_id": "1", "customer": "ada"}),
+        ("order-1", "ItemAdded", {"order_id": "1", "sku": "tea", "quantity": 1, "price": 1}),
+        ("order-1", "ItemAdded", {"order_id": "1", "sku": "poison", "quantity": 1, "price": 1}),
+        ("order-1", "ItemAdded", {"order_id": "1", "sku": "mug", "quantity": 1, "price": 1}),
+    ])  # fmt: skip
+    runner = es.ProjectionRunner(store, CarelessCounter(), max_attempts=3)
+    runner.catch_up()
+    assert runner.dead_letters.positions == [3]
+    assert runner.state.rows() == [("order-1", 3)]
+
+
 def test_handler_state_round_trips_through_its_frame():
     """from_frame(to_frame(state)) is the state: what a restart from a snapshot relies on."""
     p = OpenOrders()

@@ -252,6 +252,72 @@ def test_default_vectorised_rebuild_is_one_fold_over_the_whole_store():
     assert chunked.state.equals(one.state) and one.state.equals(expected(store))
 
 
+@PROPERTY
+@given(order_histories(max_orders=8), st.integers(1, 12))
+def test_a_streaming_rebuild_of_a_stream_keyed_projection_goes_range_by_range(history, per_range):
+    """With the streaming engine, a projection keyed by stream is rebuilt one range of stream
+    numbers at a time (memory bounded by the range); the ranges stacked give the one-fold frame."""
+    import esnotebook.runner as runner_module
+
+    store = new_store(history)
+    whole = ProjectionRunner(store, OrderSummaryFrame())
+    whole.rebuild()
+    saved = runner_module.STREAM_RANGE_EVENTS
+    runner_module.STREAM_RANGE_EVENTS = per_range
+    try:
+        ranged = ProjectionRunner(store, OrderSummaryFrame(), engine="streaming")
+        assert ranged.rebuild() == store.head_position
+    finally:
+        runner_module.STREAM_RANGE_EVENTS = saved
+    assert ranged.state.equals(whole.state)
+    assert ranged.checkpoint == store.head_position and ranged.metrics.height == 1
+
+
+def test_a_range_by_range_rebuild_dead_letters_a_poison_event_and_goes_on(monkeypatch):
+    import esnotebook.runner as runner_module
+
+    class Fussy(OrderSummaryFrame):
+        def run(self, state, events, **kwargs):
+            if events.lazy().filter(pl.col("sku") == "poison").collect().height:
+                raise ValueError("cannot price <poison>")
+            return super().run(state, events, **kwargs)
+
+    monkeypatch.setattr(runner_module, "STREAM_RANGE_EVENTS", 2)
+    store = new_store(HISTORY)
+    fill_store(store, [("order-3", "OrderPlaced", {"order_id": "3", "customer": "cy"}),
+                       ("order-3", "ItemAdded", {"order_id": "3", "sku": "poison", "quantity": 1, "price": 1})])  # fmt: skip
+    runner = ProjectionRunner(store, Fussy(), engine="streaming")
+    runner.rebuild()
+    dead = runner.dead_letters.to_polars()
+    assert dead["position"].to_list() == [store.head_position]
+    assert runner.state["order_id"].to_list() == expected(store)["order_id"].to_list()
+
+
+def test_a_handler_batch_that_fails_midway_puts_back_the_rows_it_changed():
+    """A handler batch applies to the committed rows in place, so a batch that fails after
+    changing some (strict mode) must put them back: the state stays at the last commit."""
+
+    class PoisonPill(OrderSummary):
+        def on_ItemAdded(self, row, event):
+            if event.data["sku"] == "poison":
+                raise ValueError("poison")
+            return super().on_ItemAdded(row, event)
+
+    store = new_store([
+        ("order-1", "OrderPlaced", {"order_id": "1", "customer": "ada"}),
+        ("order-1", "ItemAdded", {"order_id": "1", "sku": "tea", "quantity": 2, "price": 300}),
+        ("order-2", "OrderPlaced", {"order_id": "2", "customer": "bob"}),
+        ("order-1", "ItemAdded", {"order_id": "1", "sku": "poison", "quantity": 1, "price": 1}),
+    ])  # fmt: skip
+    runner = ProjectionRunner(store, PoisonPill(), on_error="raise")
+    runner.step(1)
+    with pytest.raises(es.ProjectionError, match="position 4"):
+        runner.step(3)  # changes order-1, adds order-2, then fails
+    assert runner.checkpoint == 1
+    p = OrderSummary()
+    assert runner.full_state.equals(p.to_frame(p.apply_all(store.read_all(to_position=1))))
+
+
 def test_handler_batches_leave_the_garbage_collector_as_they_found_it():
     """The handler form pauses the cyclic GC during a batch and restores it, even when the
     batch fails; a GC the caller disabled stays disabled."""

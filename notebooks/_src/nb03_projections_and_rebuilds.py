@@ -40,7 +40,10 @@ len(store), len(store.streams())
 ## The handler form
 
 Orders per customer: the row key is the `customer` field of `OrderPlaced`. A handler gets
-the current row (or `None`) and returns the new one.
+its own copy of the current row (or `None` if there is none yet), changes it or builds a
+new one, and returns it. Only a returned row is stored, so a handler that raises halfway
+leaves the state as it was. The copy is shallow: replace a list or dict inside a row
+rather than changing it in place.
 '''),
     ("code", r'''
 class OrdersPerCustomer(es.Projection):
@@ -51,7 +54,10 @@ class OrdersPerCustomer(es.Projection):
         return event.data["customer"]
 
     def on_OrderPlaced(self, row, event):
-        return {"customer": event.data["customer"], "orders": (row["orders"] if row else 0) + 1}
+        if row is None:
+            return {"customer": event.data["customer"], "orders": 1}
+        row["orders"] += 1   # this handler's own copy: changing it in place is safe
+        return row
 
 
 per_customer = es.ProjectionRunner(store, OrdersPerCustomer())

@@ -40,7 +40,9 @@ folder = Path(tempfile.mkdtemp(prefix="esnotebook-06-")) / "shop"
 ## A poison event
 
 A projection of units per SKU that refuses an item with a non-positive quantity: such an
-event should never exist, and when it does the projection must not guess.
+event should never exist, and when it does the projection must not guess. A handler that
+raises changes nothing (the row it got was its own copy), so the runner can retry the
+event or set it aside as a *dead letter*.
 '''),
     ("code", r'''
 class UnitsPerSku(es.Projection):
