@@ -19,78 +19,99 @@ from ._schema import UTC_DATETIME
 from .per_stream import StreamGroups, stream_numbers
 from .projections import ProjectionError
 
-__all__ = ["order_deltas"]
+__all__ = ["order_deltas", "with_row_numbers"]
+
+
+def with_row_numbers(events: pl.LazyFrame, *, kinds: Sequence[str], status_codes: Mapping[str, int]) -> pl.LazyFrame:
+    """``events`` with the integer columns :func:`order_deltas` reduces, computed while the
+    events are read (in parallel, on data still in cache):
+
+    ``_kind`` (index in ``kinds``, ``len(kinds)`` for other types), ``_items`` (units added
+    or removed), ``_added`` (value added), ``_paid``, ``_status`` (``position * 8`` + the
+    status code of a status-changing event, else -1) and ``_recorded_us``.
+    """
+    # Each type string is compared once, into a small code (cheaper than a cast to Enum).
+    code: pl.Expr = pl.lit(len(kinds), pl.UInt8)
+    for i, name in enumerate(kinds):
+        code = pl.when(pl.col("event_type") == name).then(pl.lit(i, pl.UInt8)).otherwise(code)
+    k = pl.col("_kind")
+    added, removed = k == kinds.index("ItemAdded"), k == kinds.index("ItemRemoved")
+    status = pl.lit(pl.Series([status_codes.get(name, -1) for name in kinds], dtype=pl.Int64)).gather(k)
+    zero = pl.lit(0, pl.Int64)
+    return events.with_columns(code.alias("_kind")).with_columns(
+        pl.when(added).then(pl.col("quantity")).when(removed).then(-pl.col("quantity")).otherwise(zero).alias("_items"),
+        pl.when(added).then(pl.col("quantity") * pl.col("price")).otherwise(zero).alias("_added"),
+        pl.when(k == kinds.index("PaymentReceived")).then(pl.col("amount")).otherwise(zero).alias("_paid"),
+        # The latest status-changing event wins: the largest position * 8 + its status code.
+        pl.when(status >= 0).then(pl.col("position") * 8 + status).otherwise(pl.lit(-1, pl.Int64)).alias("_status"),
+        pl.col("recorded_at").dt.epoch("us").alias("_recorded_us"),
+    )  # fmt: skip
 
 
 def order_deltas(
     ev: pl.DataFrame, *, kinds: Sequence[str], status_after: Mapping[str, str], status_codes: Mapping[str, int]
-) -> tuple[pl.DataFrame, pl.DataFrame, StreamGroups]:
-    """The batch's order events, their delta frame and their stream groups.
+) -> tuple[pl.DataFrame, pl.DataFrame, StreamGroups, np.ndarray]:
+    """The batch's order events, their delta frame, their stream groups, and which rows are
+    item events (added or removed).
 
-    ``ev`` holds a batch of events; those not of ``kinds`` are dropped. The delta has one
-    row per order in the batch, in stream-number order, with the columns of the lazy
-    path's group-by.
+    ``ev`` holds a batch of events with the columns of :func:`with_row_numbers`; those not
+    of ``kinds`` are dropped. The delta has one row per order in the batch, in
+    stream-number order, with the columns of the lazy path's group-by.
     """
-    # Comparing the type strings is cheaper than casting them to an Enum first.
-    is_ = {name: pl.col("event_type") == name for name in kinds}
-    if ev.select(pl.any_horizontal(*is_.values()).not_().any()).item():
-        ev = ev.filter(pl.any_horizontal(*is_.values()))
-    groups = StreamGroups(stream_numbers(ev))
-    added, removed = is_["ItemAdded"], is_["ItemRemoved"]
-    status: pl.Expr = pl.lit(-1, pl.Int64)
-    for name, number in status_codes.items():
-        status = pl.when(is_[name]).then(pl.lit(number, pl.Int64)).otherwise(status)
-    # One parallel polars pass turns the batch into plain integer columns without nulls
-    # (numpy views, no copies); each reduction below is then one ufunc.at over them.
-    zero = pl.lit(0, pl.Int64)
-    rows = ev.select(
-        pl.when(added).then(pl.col("quantity")).when(removed).then(-pl.col("quantity")).otherwise(zero).alias("items"),
-        pl.when(added).then(pl.col("quantity") * pl.col("price")).otherwise(zero).alias("added"),
-        pl.when(is_["PaymentReceived"]).then(pl.col("amount")).otherwise(zero).alias("paid"),
-        is_["PaymentFailed"].cast(pl.Int64).alias("failed"),
-        removed.cast(pl.Int64).alias("removed"),
-        is_["OrderPlaced"].alias("placed"),
-        # The latest status-changing event wins: the largest position * 8 + its status code.
-        pl.when(status >= 0).then(pl.col("position") * 8 + status).otherwise(pl.lit(-1, pl.Int64)).alias("status"),
-        pl.col("position"),
-        pl.col("recorded_at").dt.epoch("us").alias("recorded_us"),
-    )  # fmt: skip
-    col = {name: rows.get_column(name).to_numpy() for name in rows.columns}
-    placed = col["placed"]
+    known = ev.get_column("_kind") < len(kinds)
+    if not known.all():
+        ev = ev.filter(known)
+    # Numpy views of the integer columns (one chunk each: joining the chunks of these few
+    # columns at once is cheaper than converting each many-chunk column).
+    numeric = ["_kind", "_items", "_added", "_paid", "_status", "position", "_recorded_us"]
+    numbered = "stream_number" in ev.columns and not ev.get_column("stream_number").has_nulls()
+    rows = ev.select(numeric + (["stream_number"] if numbered else [])).rechunk()
+    col = {name.lstrip("_"): rows.get_column(name).to_numpy() for name in rows.columns}
+    groups = StreamGroups(col["stream_number"] if numbered else stream_numbers(ev))
+    kind = col["kind"]
 
-    placed_count = groups.count(placed)
+    # OrderPlaced rows are few: work on their row numbers only.
+    placed_rows = np.flatnonzero(kind == kinds.index("OrderPlaced"))
+    placed_count = groups.count_at(placed_rows)
     if (placed_count > 1).any():
-        row = groups.first_row(placed)[np.flatnonzero(placed_count > 1)[0]]
+        row = placed_rows[np.isin(groups.at(placed_rows), np.flatnonzero(placed_count > 1))][0]
         raise ProjectionError(
             f"order {ev['order_id'][int(row)]!r} was placed more than once in one batch "
             f"(expected one OrderPlaced per order; the first at position {col['position'][row]})"
         )
     latest = groups.max(col["status"])
     has_status = latest >= 0
-    placed_row = groups.first_row(placed)
+    placed_row = groups.place(placed_rows)
     # An order's id comes from its OrderPlaced, or (placed in an earlier batch) its first event.
     id_row = placed_row if (placed_row >= 0).all() else np.where(placed_row >= 0, placed_row, groups.first_row())
     code_status = {status_codes[t]: s for t, s in status_after.items()}
 
-    def at_rows(column: str, rows: np.ndarray) -> pl.Series:
-        values = ev.get_column(column).gather(np.maximum(rows, 0))
-        return values.set(pl.Series(rows < 0), None) if (rows < 0).any() else values
+    def at_rows(columns: list[str], rows: np.ndarray) -> list[pl.Expr]:
+        """The values of ``columns`` at ``rows`` (null where a row is -1)."""
+        picked = pl.col(columns).gather(np.maximum(rows, 0))
+        return [pl.when(pl.lit(pl.Series(rows >= 0))).then(picked)] if (rows < 0).any() else [picked]
 
     status_name = pl.Series(np.where(has_status, latest % 8, 0)).replace_strict(
         code_status, default=None, return_dtype=pl.String
     )
+    # One parallel pass picks every value the delta takes from a single row.
+    order_id, customer, placed_at, first_position = ev.select(
+        *at_rows(["order_id"], id_row), *at_rows(["customer", "recorded_at", "position"], placed_row)
+    ).get_columns()
     delta = pl.DataFrame({
-        "order_id": at_rows("order_id", id_row),
-        "new_customer": at_rows("customer", placed_row),
-        "new_placed_at": at_rows("recorded_at", placed_row),
-        "new_first_position": at_rows("position", placed_row),
+        "order_id": order_id,
+        "new_customer": customer,
+        "new_placed_at": placed_at,
+        "new_first_position": first_position,
         "new_status": status_name,
         "d_items": groups.sum(col["items"]),
         "d_added": groups.sum(col["added"]),
         "d_paid": groups.sum(col["paid"]),
-        "d_failed": groups.sum(col["failed"]),
-        "has_removal": groups.sum(col["removed"]) > 0,
+        "d_failed": groups.count_at(np.flatnonzero(kind == kinds.index("PaymentFailed"))),
+        "has_removal": groups.count_at(np.flatnonzero(kind == kinds.index("ItemRemoved"))) > 0,
         "new_updated_at": pl.Series(groups.max(col["recorded_us"])).cast(UTC_DATETIME),
         "new_position": groups.max(col["position"]),
     })  # fmt: skip
-    return ev, delta, groups
+    item_event = (kind == kinds.index("ItemAdded")) | (kind == kinds.index("ItemRemoved"))
+    return ev, delta, groups, item_event
+

@@ -80,6 +80,22 @@ class StreamGroups:
             return self._counts.copy()
         return self._reduce(np.add, where.astype(np.int64), None, 0)
 
+    def at(self, rows: np.ndarray) -> np.ndarray:
+        """The group (index into :attr:`streams`) of each of ``rows`` (row numbers)."""
+        return np.searchsorted(self._present, self._index[rows])
+
+    def count_at(self, rows: np.ndarray) -> np.ndarray:
+        """Per stream, how many of ``rows`` (row numbers) are its: cheaper than a mask
+        over every row when the rows are few."""
+        return np.bincount(self._index[rows], minlength=self._size)[self._present]
+
+    def place(self, rows: np.ndarray) -> np.ndarray:
+        """Per stream, which of ``rows`` (row numbers, at most one per stream, ascending) is
+        its, ``-1`` where none is."""
+        full = np.full(self._size, _NONE, dtype=np.int64)
+        full[self._index[rows]] = rows
+        return full[self._present]
+
     def sum(self, values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
         """The sum of ``values`` per stream (0 for a stream without selected rows)."""
         return self._reduce(np.add, values, where, 0)

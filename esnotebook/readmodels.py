@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from ._order_arrays import order_deltas
+from ._order_arrays import order_deltas, with_row_numbers
 from ._schema import UTC_DATETIME
 from .events import RecordedEvent
 from .projections import Engine, Projection, ProjectionError, VectorisedProjection, check_engine
@@ -275,13 +275,16 @@ class OrderSummaryFrame(VectorisedProjection):
         check_engine(engine)
         lf = self.conform(events)
         keys = [c for c in ("stream_number", "stream_id") if c in lf.collect_schema().names()]
-        ev = self._order_events(lf, keys[:1], as_enum=False).collect()
-        ev, delta, groups = order_deltas(ev, kinds=ORDER_EVENTS, status_after=STATUS_AFTER, status_codes=_STATUS_CODE)
+        order_events = self._order_events(lf, keys[:1], as_enum=False)
+        ev = with_row_numbers(order_events, kinds=ORDER_EVENTS, status_codes=_STATUS_CODE).collect()
+        ev, delta, groups, item_event = order_deltas(
+            ev, kinds=ORDER_EVENTS, status_after=STATUS_AFTER, status_codes=_STATUS_CODE
+        )
         # Item lines are needed only by orders with a removal or still open; an order without
         # a status change in this batch may be open in the state, so it is a candidate too.
         status = delta.get_column("new_status")
         candidates = (delta.get_column("has_removal") | status.is_in(OPEN) | status.is_null()).to_numpy()
-        items = ev.filter(pl.Series(groups.rows_of(candidates)) & _is("ItemAdded", "ItemRemoved"))
+        items = ev.filter(pl.Series(groups.rows_of(candidates) & item_event))
         new = self._merge(state.lazy(), delta.lazy(), items.lazy()).collect()
         return self._finish(new)
 
@@ -371,7 +374,7 @@ class OrderSummaryFrame(VectorisedProjection):
         """
         removed = _is("ItemRemoved")
         items = (
-            items.join(special.select("order_id"), on="order_id", how="semi")
+            items.join(special.select("order_id"), on="order_id", how="semi", maintain_order="left")
             .select(
                 "order_id", "sku", "position", removed.alias("is_removal"), "quantity",
                 pl.when(~removed).then(pl.col("price")).alias("price"),
@@ -392,25 +395,28 @@ class OrderSummaryFrame(VectorisedProjection):
                 )
             )
             items = pl.concat([prior, items])
-        # A removal is valued at its SKU's latest added price before it.
-        lines = items.sort("order_id", "sku", "position").with_columns(
-            pl.col("price").forward_fill().over("order_id", "sku").alias("latest_price")
-        )
+        # A removal is valued at its SKU's latest added price before it: the item events are
+        # in position order (the prior prices first), so a forward fill per order and SKU
+        # finds it without a sort.
+        lines = items.with_columns(pl.col("price").forward_fill().over("order_id", "sku").alias("latest_price"))
         removed_value = (
             lines.filter(pl.col("is_removal"))
             .group_by("order_id")
             .agg((pl.col("quantity") * pl.col("latest_price")).sum().alias("d_removed"))
         )
+        # Only orders still open keep their prices (few in a rebuild).
+        still_open = special.filter(pl.col("status").is_in(OPEN)).select("order_id")
         open_prices = (
             lines.filter(~pl.col("is_removal"))
+            .join(still_open, on="order_id", how="semi", maintain_order="left")
             .group_by("order_id", "sku", maintain_order=True)
             .agg(pl.col("price").last())
             .group_by("order_id", maintain_order=True)
-            .agg(pl.struct("sku", "price").alias("new_open_prices"))
+            .agg(pl.struct("sku", "price").sort_by("sku").alias("new_open_prices"))
         )
         return (
-            special.join(removed_value, on="order_id", how="left")
-            .join(open_prices, on="order_id", how="left")
+            special.join(removed_value, on="order_id", how="left", maintain_order="left")
+            .join(open_prices, on="order_id", how="left", maintain_order="left")
             .with_columns(
                 (pl.col("total") - pl.col("d_removed").fill_null(0)).alias("total"),
                 pl.when(pl.col("status").is_in(OPEN))

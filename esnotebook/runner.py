@@ -45,8 +45,8 @@ _ON_ERROR = ("dead_letter", "park", "raise")
 PROGRESS_ABOVE = 1_000_000
 #: Events per batch of a handler-form rebuild.
 HANDLER_CHUNK = 100_000
-#: Events per range of streams in a rebuild with the streaming engine of a projection keyed
-#: by stream (see ProjectionRunner._rebuild_by_streams): a few hundred MB of working memory.
+#: Events per range of streams in a rebuild of a projection keyed by stream (see
+#: ProjectionRunner._rebuild_by_streams): a few hundred MB of working memory.
 STREAM_RANGE_EVENTS = 2_000_000
 
 
@@ -525,10 +525,10 @@ class ProjectionRunner:
             Events per fold or batch (default: the whole store in one fold for the
             vectorised form, 100 000 for the handler form). In place, each chunk is
             committed, so a crash resumes from the last one; the progress bar moves per chunk.
-            With the streaming engine and no ``chunk_size``, a projection keyed by stream
-            (``keyed_by_stream``) is rebuilt one range of stream numbers at a time instead,
-            so memory holds one range's events and the rows made so far however large the
-            store (one commit at the end).
+            Without a ``chunk_size``, a projection keyed by stream (``keyed_by_stream``) is
+            rebuilt one range of stream numbers at a time instead, so memory holds one
+            range's events and the rows made so far however large the store (one commit at
+            the end).
         progress
             Show a progress bar with an ETA (default: when over a million events).
         client
@@ -552,10 +552,7 @@ class ProjectionRunner:
             self._commit(frame, head)
             self._record(head, head, time.perf_counter() - began)
             return head
-        by_streams = (
-            chunk_size is None and self.engine == "streaming"
-            and isinstance(p, VectorisedProjection) and p.keyed_by_stream
-        )  # fmt: skip
+        by_streams = chunk_size is None and isinstance(p, VectorisedProjection) and p.keyed_by_stream
         if chunk_size is None:
             # One fold over the whole store: the scan needs no sort, while every extra chunk
             # re-merges the whole state.

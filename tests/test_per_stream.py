@@ -48,6 +48,12 @@ def test_reductions_equal_a_group_by(numbers, data):
     assert g.min(values).tolist() == expected["min"].to_list()
     assert g.first_row().tolist() == expected["first"].to_list()
     assert g.first_row(where).tolist() == expected["first_w"].fill_null(-1).to_list()
+    # The row-number forms agree with the mask forms.
+    rows = np.flatnonzero(where)
+    assert g.count_at(rows).tolist() == g.count(where).tolist()
+    assert g.streams[g.at(rows)].tolist() == [numbers[r] for r in rows]
+    firsts = g.first_row(where)
+    assert g.place(firsts[firsts >= 0]).tolist() == firsts.tolist()
     # rows_of maps a stream mask back to the rows of those streams.
     pick = np.array(data.draw(st.lists(st.booleans(), min_size=len(g), max_size=len(g))), dtype=bool)
     chosen = set(g.streams[pick].tolist())

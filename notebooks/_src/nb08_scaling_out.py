@@ -51,6 +51,11 @@ print(f"{size / 1e6:.1f} MB on disk, {size / len(store):.0f} bytes per event")
 
 `store.scan()` is a lazy polars query over the files. With `engine="streaming"` polars
 runs it in chunks; the same call works on a store a hundred times larger than memory.
+
+A rebuild bounds its memory another way too. Each `OrderSummary` row belongs to one stream
+(one order), and the store numbers its streams as they are created, so the runner rebuilds it
+one range of stream numbers at a time: memory holds one range's events and the rows made so
+far, however large the store.
 '''),
     ("code", r'''
 started = time.perf_counter()
