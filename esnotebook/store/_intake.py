@@ -163,8 +163,10 @@ def _assign_versions(
     free number, in order of first appearance (its place in ``versions`` once committed)."""
     within, run_of_row, names, counts = _number_streams(frame.get_column("stream_id"))
     name_list = names.to_list()
-    current = np.fromiter((versions.get(s, 0) for s in name_list), dtype=np.int64, count=len(name_list))
-    stored = np.fromiter((numbers.get(s, -1) for s in name_list), dtype=np.int64, count=len(name_list))
+    k = len(name_list)
+    # A Python lookup per stream, skipped when the store has no streams yet (a bulk import).
+    current = np.fromiter((versions.get(s, 0) for s in name_list), np.int64, k) if versions else np.zeros(k, np.int64)
+    stored = np.fromiter((numbers.get(s, -1) for s in name_list), np.int64, k) if numbers else np.full(k, -1)
     fresh = stored < 0
     stored[fresh] = len(numbers) + np.arange(int(fresh.sum()))
     stream_number = pl.Series("stream_number", stored[run_of_row], dtype=pl.Int64)

@@ -305,6 +305,8 @@ class StoreBase:
             self._accept_schemas(schemas)
             self._head = head + len(recorded)
             versions[stream_id] = current + len(recorded)
+            if number == len(self._numbers):
+                self._numbers[stream_id] = number  # a new stream: keep the numbers in step
             return recorded
 
     def _plan_payloads(
