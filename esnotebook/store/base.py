@@ -1,4 +1,4 @@
-"""The :class:`EventStore` protocol and the logic every backend shares.
+"""The logic every event-store backend shares (the protocol is in :mod:`.protocol`).
 
 A backend stores *commits*: each ``append`` or ``append_frame`` call is one commit, all of
 its events or none, kept as one event frame in position order (header, then the union of the
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -40,11 +40,13 @@ from ._intake import (
     _fill_header,
     _prepare_frame,
 )
+from ._payloads import plan_payloads, share_field_types
+from .protocol import EventStore
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["EventStore"]
+__all__ = ["EventStore", "StoreBase"]
 
 Clock = Callable[[], datetime]
 
@@ -52,55 +54,8 @@ Clock = Callable[[], datetime]
 READ_CHUNK = 50_000
 
 
-
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-@runtime_checkable
-class EventStore(Protocol):
-    """What every event store offers. See :class:`InMemoryEventStore` for the semantics."""
-
-    def append(
-        self, stream_id: str, events: Iterable[NewEvent], *, expected_version: int | None = None
-    ) -> list[RecordedEvent]: ...
-
-    def append_frame(self, frame: pl.DataFrame) -> range: ...
-
-    def read_stream(
-        self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
-    ) -> list[RecordedEvent]: ...
-
-    def read_all(
-        self,
-        *,
-        from_position: int = 0,
-        to_position: int | None = None,
-        event_types: Sequence[str] | None = None,
-    ) -> Iterator[RecordedEvent]: ...
-
-    def stream_version(self, stream_id: str) -> int: ...
-
-    def streams(self) -> list[str]: ...
-
-    @property
-    def head_position(self) -> int: ...
-
-    def __len__(self) -> int: ...
-
-    def scan(
-        self,
-        *,
-        event_types: Sequence[str] | None = None,
-        from_position: int = 0,
-        to_position: int | None = None,
-        with_metadata: bool = False,
-        with_stream_number: bool = False,
-    ) -> pl.LazyFrame: ...
-
-    def to_polars(self, **kwargs: Any) -> pl.DataFrame: ...
-
-    def to_pandas(self, **kwargs: Any) -> pd.DataFrame: ...
 
 
 def _check_stream_id(stream_id: object) -> str:
@@ -290,7 +245,7 @@ class StoreBase:
                 raise ConcurrencyError(stream_id, expected_version, current)
             if not batch:
                 return []
-            datas, schemas = self._plan_payloads(batch)
+            datas, schemas = plan_payloads(batch, self._schemas, self._exact)
             metas = [_checked_metadata(e, i) for i, e in enumerate(batch)]
             now = self._clock()
             head = self._head
@@ -308,87 +263,6 @@ class StoreBase:
             if number == len(self._numbers):
                 self._numbers[stream_id] = number  # a new stream: keep the numbers in step
             return recorded
-
-    def _plan_payloads(
-        self, batch: Sequence[NewEvent]
-    ) -> tuple[list[dict[str, Any]], dict[str, Schema]]:
-        """Check payloads against the stored schemas; return normalised data and new schemas.
-
-        The fast path keeps a payload whose every field already has exactly its stored
-        Python type. Everything else takes the slow path: types are inferred, unified across
-        the batch, checked against what is stored, and values normalised.
-        """
-        datas: list[dict[str, Any] | None] = []
-        slow: dict[str, list[int]] = {}
-        for i, e in enumerate(batch):
-            exact = self._exact.get(e.type)
-            d = e.data
-            if exact is not None and len(d) == len(exact) and len(exact) == len(self._schemas[e.type]):
-                for k, v in d.items():
-                    if exact.get(k) is not type(v):
-                        break
-                else:
-                    datas.append(dict(d))
-                    continue
-            datas.append(None)
-            slow.setdefault(e.type, []).append(i)
-        if not slow:
-            return datas, {}  # type: ignore[return-value]
-
-        changed: dict[str, Schema] = {}
-        for event_type, indices in slow.items():
-            stored = self._schemas.get(event_type, {})
-            seen: Schema = {}
-            for i in indices:
-                where = f"events[{i}] ({event_type})"
-                for k, v in batch[i].data.items():
-                    if k not in seen:
-                        _schema.check_field_name(k, event_type)
-                    dt = _schema.infer(v, f"{where} field {k!r}")
-                    seen[k] = _schema.unify(seen[k], dt, f"{where} field {k!r}") if k in seen else dt
-            schema = dict(stored)
-            for k, dt in seen.items():
-                schema[k] = _schema.extend(stored[k], dt, f"{event_type} field {k!r}") if k in stored else dt
-            self._share_field_types(event_type, schema, changed)
-            if schema != stored or event_type not in self._schemas:
-                changed[event_type] = schema
-            for i in indices:
-                data = batch[i].data
-                datas[i] = {f: _schema.normalize(data.get(f), dt) for f, dt in schema.items()}
-        if changed:
-            # Payloads that took the fast path lack the fields this batch added.
-            for i, e in enumerate(batch):
-                schema = changed.get(e.type)
-                d = datas[i]
-                if schema is not None and len(d) != len(schema):  # type: ignore[arg-type]
-                    datas[i] = {f: d.get(f) for f in schema}  # type: ignore[union-attr]
-        return datas, changed  # type: ignore[return-value]
-
-    def _share_field_types(self, event_type: str, schema: Schema, pending: dict[str, Schema]) -> None:
-        """Bring ``schema`` (of ``event_type``) in line with the store-wide column types.
-
-        A field keeps one column type across all event types: a field new to this type
-        takes the type other types gave it (an int goes into their float column), and a
-        type no other type can share is refused, naming both types; nothing is written.
-        """
-        others = {t: s for t, s in {**self._schemas, **pending}.items() if t != event_type}
-        for name, dtype in schema.items():
-            for other, fields in others.items():
-                theirs = fields.get(name)
-                if theirs is None or isinstance(theirs, pl.Null) or theirs == dtype:
-                    continue
-                try:
-                    merged = _schema.extend(theirs, dtype, f"{event_type} field {name!r}")
-                except EventDataError:
-                    merged = None
-                if merged != theirs:
-                    raise EventDataError(
-                        f"{event_type} field {name!r} would be stored as {dtype}, but event type "
-                        f"{other!r} stores {name!r} as {theirs}; one field name keeps one column "
-                        "type across all event types (nothing was written) - rename the field "
-                        "or match its type"
-                    )
-                schema[name] = dtype = theirs
 
     def _accept_schemas(self, schemas: dict[str, Schema]) -> None:
         if not schemas:
@@ -471,7 +345,7 @@ class StoreBase:
                 _schema.check_field_name(f, event_type)
                 dt = _schema.frame_dtype(frame.schema[f], f"column {f!r}")
                 schema[f] = _schema.extend(stored[f], dt, f"{event_type} field {f!r}") if f in stored else dt
-            self._share_field_types(event_type, schema, changed)
+            share_field_types(event_type, schema, self._schemas, changed)
             if schema != stored or event_type not in self._schemas:
                 changed[event_type] = schema
         union = _field_union({**self._schemas, **changed})

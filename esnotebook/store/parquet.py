@@ -51,7 +51,8 @@ from .._schema import Schema
 from ..errors import EventStoreError, StoreCorruptedError, StoreLockedError
 from ..events import RecordedEvent
 from ._cache import StreamCache
-from ._files import FIELDS_KEY, File as _File, file_name_match, resolve, validate_file, widest
+from ._files import FIELDS_KEY, file_name_match, resolve, validate_file, widest
+from ._files import File as _File
 from ._frames import HEADER_SCHEMA, events_from_frame, frame_from_events
 from .base import Clock, StoreBase, _check_int, _check_stream_id, _field_union
 

@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from ._schema import UTC_DATETIME
-from .per_stream import StreamGroups, stream_numbers
-from .projections import ProjectionError
+from .._schema import UTC_DATETIME
+from ..per_stream import StreamGroups, stream_numbers
+from ..projections import ProjectionError
 
 __all__ = ["order_deltas", "with_row_numbers"]
 
