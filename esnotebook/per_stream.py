@@ -22,6 +22,8 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import polars as pl
 
@@ -42,8 +44,10 @@ class StreamGroups:
     """The rows of a batch grouped by their stream number.
 
     Every reduction returns one value per stream present in the batch, in the order of
-    :attr:`streams` (ascending stream number). ``where`` selects the rows that take part;
-    a stream without such rows gets the reduction's empty value.
+    :attr:`streams` (ascending stream number). ``values`` is one array per row, or its
+    chunks in row order (a polars column's chunks, without copying them into one array).
+    ``where`` selects the rows that take part; a stream without such rows gets the
+    reduction's empty value.
 
     Parameters
     ----------
@@ -96,17 +100,17 @@ class StreamGroups:
         full[self._index[rows]] = rows
         return full[self._present]
 
-    def sum(self, values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+    def sum(self, values: np.ndarray | Sequence[np.ndarray], where: np.ndarray | None = None) -> np.ndarray:
         """The sum of ``values`` per stream (0 for a stream without selected rows)."""
         return self._reduce(np.add, values, where, 0)
 
-    def max(self, values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+    def max(self, values: np.ndarray | Sequence[np.ndarray], where: np.ndarray | None = None) -> np.ndarray:
         """The largest of ``values`` per stream (the dtype's minimum where none)."""
-        return self._reduce(np.maximum, values, where, _lowest(values.dtype))
+        return self._reduce(np.maximum, values, where, _lowest(_dtype(values)))
 
-    def min(self, values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+    def min(self, values: np.ndarray | Sequence[np.ndarray], where: np.ndarray | None = None) -> np.ndarray:
         """The smallest of ``values`` per stream (the dtype's maximum where none)."""
-        return self._reduce(np.minimum, values, where, _highest(values.dtype))
+        return self._reduce(np.minimum, values, where, _highest(_dtype(values)))
 
     def rows_of(self, selected: np.ndarray) -> np.ndarray:
         """A row mask from a stream mask: the rows whose stream is selected (``selected``
@@ -122,16 +126,29 @@ class StreamGroups:
         first[first == self.rows] = _NONE
         return first
 
-    def _reduce(self, ufunc: np.ufunc, values: np.ndarray, where: np.ndarray | None, empty: object) -> np.ndarray:
-        if len(values) != self.rows:
-            raise ValueError(f"values must have one entry per row ({self.rows}; got {len(values)})")
-        if where is not None:
-            # The reduction's identity where a row does not take part: one pass over every
-            # row is cheaper than gathering the selected rows' values and indices.
-            values = np.where(where, values, empty)
-        out = np.full(self._size, empty, dtype=values.dtype)
-        ufunc.at(out, self._index, values)
+    def _reduce(
+        self, ufunc: np.ufunc, values: np.ndarray | Sequence[np.ndarray], where: np.ndarray | None, empty: object
+    ) -> np.ndarray:
+        # ``values`` may come in chunks (the chunks of a polars column, in row order): each is
+        # reduced as it is, which spares copying a long column into one array.
+        parts = [values] if isinstance(values, np.ndarray) else list(values)
+        if sum(len(p) for p in parts) != self.rows:
+            raise ValueError(f"values must have one entry per row ({self.rows}; got {sum(len(p) for p in parts)})")
+        out = np.full(self._size, empty, dtype=parts[0].dtype if parts else np.int64)
+        at = 0
+        for part in parts:
+            index = self._index[at : at + len(part)]
+            if where is not None:
+                # The reduction's identity where a row does not take part: one pass over
+                # every row is cheaper than gathering the selected rows and their indices.
+                part = np.where(where[at : at + len(part)], part, empty)
+            ufunc.at(out, index, part)
+            at += len(part)
         return out[self._present]
+
+
+def _dtype(values: np.ndarray | Sequence[np.ndarray]) -> np.dtype:
+    return values.dtype if isinstance(values, np.ndarray) else (values[0].dtype if len(values) else np.dtype(np.int64))
 
 
 def _lowest(dtype: np.dtype) -> object:

@@ -48,6 +48,11 @@ def test_reductions_equal_a_group_by(numbers, data):
     assert g.min(values).tolist() == expected["min"].to_list()
     assert g.first_row().tolist() == expected["first"].to_list()
     assert g.first_row(where).tolist() == expected["first_w"].fill_null(-1).to_list()
+    # Values in chunks (a polars column's chunks) reduce as the whole array does.
+    cut = data.draw(st.integers(0, n))
+    chunks = [values[:cut], values[cut:]]
+    assert g.sum(chunks).tolist() == g.sum(values).tolist()
+    assert g.max(chunks, where).tolist() == g.max(values, where).tolist()
     # The row-number forms agree with the mask forms.
     rows = np.flatnonzero(where)
     assert g.count_at(rows).tolist() == g.count(where).tolist()
@@ -68,6 +73,8 @@ def test_an_empty_batch_has_no_streams():
 def test_values_must_have_one_entry_per_row():
     with pytest.raises(ValueError, match=r"one entry per row \(3; got 2\)"):
         StreamGroups(np.array([1, 1, 2])).sum(np.array([1, 2]))
+    with pytest.raises(ValueError, match=r"one entry per row \(3; got 4\)"):
+        StreamGroups(np.array([1, 1, 2])).sum([np.array([1, 2]), np.array([3, 4])])
 
 
 def test_stream_numbers_come_from_the_store_or_from_stream_ids():

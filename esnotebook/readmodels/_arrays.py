@@ -61,14 +61,14 @@ def order_deltas(
     known = ev.get_column("_kind") < len(kinds)
     if not known.all():
         ev = ev.filter(known)
-    # Numpy views of the integer columns (one chunk each: joining the chunks of these few
-    # columns at once is cheaper than converting each many-chunk column).
-    numeric = ["_kind", "_items", "_added", "_paid", "_status", "position", "_recorded_us"]
-    numbered = "stream_number" in ev.columns and not ev.get_column("stream_number").has_nulls()
-    rows = ev.select(numeric + (["stream_number"] if numbered else [])).rechunk()
-    col = {name.lstrip("_"): rows.get_column(name).to_numpy() for name in rows.columns}
-    groups = StreamGroups(col["stream_number"] if numbered else stream_numbers(ev))
-    kind = col["kind"]
+    groups = StreamGroups(stream_numbers(ev))
+    kind = ev.get_column("_kind").to_numpy()
+    # The integer columns as numpy views of their chunks, reduced chunk by chunk: joining
+    # them into one array each would copy every column (most of the time of a fold).
+    col = {
+        name.lstrip("_"): [chunk.to_numpy() for chunk in ev.get_column(name).get_chunks()]
+        for name in ("_items", "_added", "_paid", "_status", "position", "_recorded_us")
+    }
 
     # OrderPlaced rows are few: work on their row numbers only.
     placed_rows = np.flatnonzero(kind == kinds.index("OrderPlaced"))
@@ -77,7 +77,7 @@ def order_deltas(
         row = placed_rows[np.isin(groups.at(placed_rows), np.flatnonzero(placed_count > 1))][0]
         raise ProjectionError(
             f"order {ev['order_id'][int(row)]!r} was placed more than once in one batch "
-            f"(expected one OrderPlaced per order; the first at position {col['position'][row]})"
+            f"(expected one OrderPlaced per order; the first at position {ev['position'][int(row)]})"
         )
     latest = groups.max(col["status"])
     has_status = latest >= 0

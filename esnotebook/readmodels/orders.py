@@ -16,7 +16,7 @@ from .._schema import UTC_DATETIME
 from ..events import RecordedEvent
 from ..projections import Projection, ProjectionError
 
-__all__ = ["ORDER_EVENTS", "ORDER_FIELDS", "ORDER_SUMMARY_SCHEMA", "OPEN", "PRICE", "STATUS_AFTER", "OrderSummary"]
+__all__ = ["OPEN", "ORDER_EVENTS", "ORDER_FIELDS", "ORDER_SUMMARY_SCHEMA", "PRICE", "STATUS_AFTER", "OrderSummary"]
 
 PRICE = pl.Struct({"sku": pl.String(), "price": pl.Int64()})
 
