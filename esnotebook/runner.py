@@ -598,7 +598,14 @@ class ProjectionRunner:
         events sit in a few row groups of the files and the reader skips the rest by their
         statistics. Each range is folded with array reductions (the in-memory engine), then
         the ranges' rows are stacked in stream order.
+
+        Two ranges are folded at a time, in threads: a fold is a pure function of its events,
+        and its numpy and polars work releases the GIL, so the second core does the next
+        range. A range whose fold fails is folded again here, through the usual bisection
+        and dead-lettering (ranges hold disjoint streams, so parking stays within one).
         """
+        from concurrent.futures import ThreadPoolExecutor
+
         p = self.projection
         assert isinstance(p, VectorisedProjection)
         numbers = self._scan(0, head).select(pl.col("stream_number").max()).collect(engine="streaming").item()
@@ -606,13 +613,25 @@ class ProjectionRunner:
             return p.initial()
         ranges = max(1, -(-head // STREAM_RANGE_EVENTS))
         width = -(-(numbers + 1) // ranges)
+        batches = [
+            self._scan(0, head).filter(pl.col("stream_number").is_between(lo, lo + width - 1))
+            for lo in range(0, numbers + 1, width)
+        ]
         parts, told = [], 0
-        for i, lo in enumerate(range(0, numbers + 1, width)):
-            in_range = pl.col("stream_number").is_between(lo, lo + width - 1)
-            parts.append(self._fold(p.initial(), self._scan(0, head).filter(in_range), strict=strict, engine="in-memory"))
-            step = head * (i + 1) // ranges - told
-            bar.update(step)
-            told += step
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            # At most two ranges ahead of the one being collected: memory stays bounded.
+            pending = [pool.submit(p.run, p.initial(), b, engine="in-memory") for b in batches[:2]]
+            for i, batch in enumerate(batches):
+                future = pending.pop(0)
+                if i + 2 < len(batches):
+                    pending.append(pool.submit(p.run, p.initial(), batches[i + 2], engine="in-memory"))
+                try:
+                    parts.append(future.result())
+                except Exception:  # noqa: BLE001 - folded again below, with bisection
+                    parts.append(self._fold(p.initial(), batch, strict=strict, engine="in-memory"))
+                step = head * (i + 1) // ranges - told
+                bar.update(step)
+                told += step
         state = pl.concat(parts, how="vertical", rechunk=False)
         order = p.order_by or p.key
         return state if state.get_column(order).is_sorted() else state.sort(order)
