@@ -15,8 +15,8 @@ Each row: wall seconds, events/s and peak RSS (VmHWM) of its process.
     python benchmarks/bench_streaming.py --events 100000000 --dir /tmp/store100m
 
 Target (2-core machine): a 100 M-event store rebuilds with the streaming engine in < 4 GB.
-Measured (100 M events, 18.8 M orders, 9.9 GB on disk): esnotebook 24.8 s, 3.1 GB peak;
-bare polars streaming group-by 20.7 s, 8.5 GB peak.
+Measured (100 M events, 18.8 M orders, 9.9 GB on disk): esnotebook 16.1 s, 3.2 GB peak;
+bare polars streaming group-by 23.3 s, 8.7 GB peak.
 """
 
 from __future__ import annotations
