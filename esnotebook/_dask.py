@@ -62,9 +62,15 @@ def partitioned_rebuild(
 
     Examples
     --------
-    >>> from distributed import Client, LocalCluster          # doctest: +SKIP
-    >>> with Client(LocalCluster(processes=False)) as client:  # doctest: +SKIP
-    ...     frame = partitioned_rebuild(store, OrderSummaryFrame(), client=client)
+    >>> import esnotebook as es
+    >>> from distributed import Client, LocalCluster
+    >>> store = es.InMemoryEventStore()
+    >>> _ = store.append("order-1", [es.NewEvent("OrderPlaced", {"order_id": "1", "customer": "ada"})])
+    >>> with LocalCluster(processes=False, n_workers=1, dashboard_address=None) as cluster:
+    ...     with Client(cluster) as client:
+    ...         frame = partitioned_rebuild(store, es.OrderSummaryFrame(), client=client, buckets=2)
+    >>> frame.select("order_id", "customer").row(0)
+    ('1', 'ada')
     """
     try:
         import distributed  # noqa: F401

@@ -122,10 +122,14 @@ def import_jsonl(
 
     Examples
     --------
-    >>> import esnotebook as es
-    >>> es.export_jsonl(old_store, to="events.jsonl")  # doctest: +SKIP
-    >>> report = es.import_jsonl("events.jsonl", on_error="reject")  # doctest: +SKIP
-    >>> report.problems  # doctest: +SKIP
+    >>> import esnotebook as es, pathlib, tempfile
+    >>> old_store = es.InMemoryEventStore()
+    >>> _ = old_store.append("order-1", [es.NewEvent("OrderPlaced", {"customer": "ada"})])
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "events.jsonl"
+    >>> _ = es.export_jsonl(old_store, to=path)
+    >>> report = es.import_jsonl(path, on_error="reject")
+    >>> report.imported, report.rejected, report.store.to_polars()["customer"].to_list()
+    (1, 0, ['ada'])
     """
     source = Path(path)
     mapping = mapping_of(columns)
@@ -152,9 +156,12 @@ def import_csv(
 
     Examples
     --------
-    >>> import esnotebook as es
-    >>> report = es.import_csv("orders.csv", columns={"stream_id": "order"},  # doctest: +SKIP
-    ...                        dtypes={"sku": str})
+    >>> import esnotebook as es, pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "orders.csv"
+    >>> _ = path.write_text("order,event_type,sku,quantity\\norder-1,ItemAdded,042,2\\n")
+    >>> report = es.import_csv(path, columns={"stream_id": "order"}, dtypes={"sku": str})
+    >>> report.imported, report.store.to_polars().select("sku", "quantity").row(0)
+    (1, ('042', 2))
     """
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"'delimiter' must be one character (got {delimiter!r})")
