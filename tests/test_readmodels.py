@@ -247,3 +247,15 @@ def test_order_summary_rows_are_in_the_order_the_orders_were_placed():
     for frame in (OrderSummary().rebuild(store.read_all()), OrderSummaryFrame().rebuild(store.scan())):
         assert frame["order_id"].to_list() == ["b", "a"]
         assert frame["first_position"].to_list() == [1, 2]
+
+
+def test_the_vectorised_paths_agree_on_a_payment_without_an_amount():
+    """A missing number counts as 0 in the array fold, as it does in the lazy fold's sums."""
+    store = new_store([
+        ("order-2", "OrderPlaced", {"order_id": "2", "customer": "bob"}),
+        ("order-2", "PaymentReceived", {"order_id": "2"}),
+    ])  # fmt: skip
+    p = OrderSummaryFrame()
+    arrays = p.rebuild(store.scan(with_stream_number=True))
+    assert arrays.equals(p.rebuild(store.scan(), engine="streaming"))
+    assert arrays.select("status", "amount_paid").row(0) == ("paid", 0)

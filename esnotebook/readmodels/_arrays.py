@@ -38,10 +38,12 @@ def with_row_numbers(events: pl.LazyFrame, *, kinds: Sequence[str], status_codes
     added, removed = k == kinds.index("ItemAdded"), k == kinds.index("ItemRemoved")
     status = pl.lit(pl.Series([status_codes.get(name, -1) for name in kinds], dtype=pl.Int64)).gather(k)
     zero = pl.lit(0, pl.Int64)
+    # A missing number counts as 0, as in the lazy fold's sums (which skip nulls).
     return events.with_columns(code.alias("_kind")).with_columns(
-        pl.when(added).then(pl.col("quantity")).when(removed).then(-pl.col("quantity")).otherwise(zero).alias("_items"),
-        pl.when(added).then(pl.col("quantity") * pl.col("price")).otherwise(zero).alias("_added"),
-        pl.when(k == kinds.index("PaymentReceived")).then(pl.col("amount")).otherwise(zero).alias("_paid"),
+        pl.when(added).then(pl.col("quantity")).when(removed).then(-pl.col("quantity")).otherwise(zero)
+        .fill_null(0).alias("_items"),
+        pl.when(added).then(pl.col("quantity") * pl.col("price")).otherwise(zero).fill_null(0).alias("_added"),
+        pl.when(k == kinds.index("PaymentReceived")).then(pl.col("amount")).otherwise(zero).fill_null(0).alias("_paid"),
         # The latest status-changing event wins: the largest position * 8 + its status code.
         pl.when(status >= 0).then(pl.col("position") * 8 + status).otherwise(pl.lit(-1, pl.Int64)).alias("_status"),
         pl.col("recorded_at").dt.epoch("us").alias("_recorded_us"),
