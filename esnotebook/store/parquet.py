@@ -30,8 +30,6 @@ the folder again and retries.
 from __future__ import annotations
 
 import bisect
-import errno
-import fcntl
 import json
 import os
 import shutil
@@ -54,6 +52,7 @@ from ._cache import StreamCache
 from ._files import FIELDS_KEY, file_name_match, resolve, validate_file, widest
 from ._files import File as _File
 from ._frames import HEADER_SCHEMA, events_from_frame, frame_from_events
+from ._lock import WriterLock
 from .base import Clock, StoreBase, _check_int, _check_stream_id, _field_union
 
 __all__ = ["ParquetEventStore"]
@@ -129,7 +128,7 @@ class ParquetEventStore(StoreBase):
         self.durable = durable
         self._events_dir = self.path / "events"
         self._tmp_dir = self.path / "_tmp"
-        self._lock_fd: int | None = None
+        self._lock = WriterLock(self.path)
         self._files: list[_File] = []
         self._firsts: list[int] = []  # first position of each live file, for bisect
         self._known: dict[str, _File] = {}  # validated files, by name
@@ -187,53 +186,24 @@ class ParquetEventStore(StoreBase):
     @property
     def is_writer(self) -> bool:
         """Whether this object holds the store's write lock."""
-        return self._lock_fd is not None
-
-    def _try_lock(self, timeout: float) -> int | None:
-        fd = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    raise
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    return None
-                time.sleep(0.01)
+        return self._lock.held
 
     def _acquire(self) -> None:
-        if self._lock_fd is not None:
+        if self._lock.held:
             return
-        fd = self._try_lock(self.lock_timeout)
-        if fd is None:
-            try:
-                holder = (self.path / "LOCK").read_text().strip() or "unknown"
-            except OSError:
-                holder = "unknown"
+        if not self._lock.take(self.lock_timeout):
             raise StoreLockedError(
-                f"{self.path} is locked by another writer (pid {holder}); only one process may "
-                f"write at a time. Close the store there, or pass lock_timeout=... to wait "
-                f"(waited {self.lock_timeout:g} s)"
+                f"{self.path} is locked by another writer (pid {self._lock.holder()}); only one "
+                f"process may write at a time. Close the store there, or pass lock_timeout=... "
+                f"to wait (waited {self.lock_timeout:g} s)"
             )
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
         self._tidy()
         self._listing_stamp = None  # another writer may have committed before we got the lock
 
     def close(self) -> None:
         """Let go of the write lock (if held). Reading still works afterwards."""
-        fd, self._lock_fd = self._lock_fd, None
         self._listing_stamp = None  # from now on other writers may change the folder
-        if fd is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
+        self._lock.release()
 
     def __enter__(self) -> ParquetEventStore:
         return self
