@@ -33,6 +33,7 @@ the bare group-by; handler form >= 500 k events/s; 10 M-event rebuild peak RSS <
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -129,6 +131,20 @@ def order_frame(n_events: int, *, seed: int = 0) -> pl.DataFrame:
         pl.when(ev.is_in([3, 4])).then(pl.col("amount")).alias("amount"),
         pl.when(ev == 3).then(pl.lit("card declined")).when(ev == 5).then(pl.lit("changed mind")).alias("reason"),
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def store_folder(kept: str | None, *, prefix: str) -> Iterator[Path]:
+    """Where a benchmark keeps its store: ``kept`` (reused when it exists), or a temporary
+    folder removed afterwards."""
+    if kept is not None:
+        yield Path(kept)
+        return
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield Path(tmp) / "store"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def make_store(path: Path, n_events: int) -> es.ParquetEventStore:
@@ -276,13 +292,7 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="keep the store here (reused when it exists)")
     args = ap.parse_args()
 
-    tmp = None
-    if args.dir is None:
-        tmp = tempfile.mkdtemp(prefix="bench_rebuild_")
-        path = Path(tmp) / "store"
-    else:
-        path = Path(args.dir)
-    try:
+    with store_folder(args.dir, prefix="bench_rebuild_") as path:
         t0 = time.perf_counter()
         store = make_store(path, args.events)
         n = len(store)
@@ -326,9 +336,6 @@ def main() -> None:
             mb = peak_memory(path, engine)
             print(f"  peak RSS, rebuild ({engine:9})    {mb:10.0f} MB for {n:,} events (target <= 1536 MB at 10 M)")
         store.close()
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

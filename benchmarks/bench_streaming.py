@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +33,7 @@ import polars as pl
 os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_rebuild import order_frame
+from bench_rebuild import order_frame, store_folder
 
 import esnotebook as es
 
@@ -91,13 +89,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=20_000_000)
     ap.add_argument("--dir", default=None, help="keep the store here (reused when it exists)")
     args = ap.parse_args()
-    tmp = None
-    if args.dir is None:
-        tmp = tempfile.mkdtemp(prefix="bench_streaming_")
-        path = Path(tmp) / "store"
-    else:
-        path = Path(args.dir)
-    try:
+    with store_folder(args.dir, prefix="bench_streaming_") as path:
         t0 = time.perf_counter()
         store = make_store(path, args.events)
         n = len(store)
@@ -113,9 +105,6 @@ def main() -> None:
         ours, bare = results["esnotebook rebuild"], results["bare polars streaming group-by"]
         assert ours[1] == bare[1], "the rebuild and the bare group-by found different order counts"
         print(f"\ntime ours / bare {ours[0] / bare[0]:.2f} x; peak RSS {ours[2]:,.0f} MB (target < 4096 MB at 100 M)")
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

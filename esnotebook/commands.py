@@ -243,15 +243,7 @@ class UnitOfWork:
 
     def load(self, target: type[A] | Repository[A], id: str) -> A:
         """Load an existing aggregate (:class:`AggregateNotFoundError` if there is none)."""
-        repo = self._repo(target)
-        seen = self._seen(repo, id)
-        if seen is not None:
-            return seen
-        aggregate = self._bus._checkout(repo, id)
-        if aggregate is None:
-            aggregate = repo.load(id)
-        self._loaded.append((repo, aggregate))
-        return aggregate
+        return self._get(target, id, create=False)
 
     def new(self, target: type[A] | Repository[A], id: str) -> A:
         """A fresh aggregate; :class:`AggregateExistsError` if its stream already has events."""
@@ -267,13 +259,16 @@ class UnitOfWork:
 
     def load_or_new(self, target: type[A] | Repository[A], id: str) -> A:
         """Load the aggregate if it exists, else start a fresh one."""
+        return self._get(target, id, create=True)
+
+    def _get(self, target: type[A] | Repository[A], id: str, *, create: bool) -> A:
         repo = self._repo(target)
         seen = self._seen(repo, id)
         if seen is not None:
             return seen
         aggregate = self._bus._checkout(repo, id)
         if aggregate is None:
-            if not repo.exists(id):
+            if create and not repo.exists(id):
                 # No stream yet: start fresh without paying for a failed load. Should a rival
                 # create it meanwhile, saving (expected version 0) raises ConcurrencyError.
                 aggregate = repo.aggregate_class(id)

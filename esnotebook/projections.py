@@ -392,9 +392,6 @@ def _handle(
     return key, row, handler(None if row is None else row.copy(), event)
 
 
-_DELETED = object()
-
-
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while a batch of handler events is applied.
@@ -410,39 +407,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-class _Overlay:
-    """A batch's changes over the committed handler state: committed only when the batch is."""
-
-    __slots__ = ("base", "changes")
-
-    def __init__(self, base: dict[Hashable, Any]) -> None:
-        self.base = base
-        self.changes: dict[Hashable, Any] = {}
-
-    def get(self, key: Hashable, default: Any = None) -> Any:
-        value = self.changes.get(key, self.base.get(key, default))
-        return default if value is _DELETED else value
-
-    def __setitem__(self, key: Hashable, value: Any) -> None:
-        self.changes[key] = value
-
-    def pop(self, key: Hashable, default: Any = None) -> Any:
-        value = self.get(key, default)
-        self.changes[key] = _DELETED
-        return value
-
-    def merged(self) -> dict[Hashable, Any]:
-        """The base with the changes applied (the base dict itself, changed in place)."""
-        for key, value in self.changes.items():
-            if value is _DELETED:
-                self.base.pop(key, None)
-            else:
-                self.base[key] = value
-        self.changes = {}
-        return self.base
-
 
 
 _HEADER = (

@@ -27,7 +27,6 @@ from .projections import (
     VectorisedProjection,
     _gc_paused,
     _handle,
-    _Overlay,
 )
 from .runner_targets import Committed, MemoryTarget, ParquetTarget
 
@@ -462,7 +461,9 @@ class ProjectionRunner:
         p = self.projection
         applied = 0
         failed_streams: set[str] = set()
-        state = self._state
+        # A handler that raises leaves the state as it was (Projection.apply copies the row);
+        # the dict itself is copied so the committed one stays as it is until the commit.
+        state = dict(self._state) if isinstance(p, Projection) else self._state
         lo, hi = positions[0] - 1, positions[-1]
         wanted = set(positions)
         if isinstance(p, Projection):
@@ -483,11 +484,8 @@ class ProjectionRunner:
                     lambda state=state, item=item: p.run(state, item, engine=self.engine)  # type: ignore[union-attr,misc]
                 )
             else:
-                overlay = _Overlay(state)
-                ok, _, failure = self._attempt(
-                    lambda overlay=overlay, item=item: p.apply(overlay, item)  # type: ignore[union-attr,arg-type,misc]
-                )
-                new = overlay.merged() if ok else state
+                ok, _, failure = self._attempt(lambda item=item: p.apply(state, item))  # type: ignore[union-attr,arg-type,misc]
+                new = state
             if ok:
                 state = new
                 self._dlq.remove(pos)

@@ -77,6 +77,12 @@ def _check_keep(keep: object) -> int:
     return keep
 
 
+def _kept(held: list[Snapshot], snapshot: Snapshot, keep: int) -> list[Snapshot]:
+    """``held`` with ``snapshot`` added (replacing one at its version): the newest ``keep``."""
+    kept = sorted([s for s in held if s.version != snapshot.version] + [snapshot], key=lambda s: s.version)
+    return kept[-keep:]
+
+
 def _frame(snapshots: list[Snapshot]) -> pl.DataFrame:
     return pl.DataFrame([s._row() for s in snapshots], schema=_SCHEMA, orient="row")
 
@@ -163,10 +169,7 @@ class InMemorySnapshotStore(_Display):
         """Keep ``snapshot`` (replacing one at the same version), dropping the oldest beyond ``keep``."""
         key = (snapshot.aggregate_type, snapshot.aggregate_id)
         with self._lock:
-            kept = [s for s in self._by_aggregate.get(key, []) if s.version != snapshot.version]
-            kept.append(snapshot)
-            kept.sort(key=lambda s: s.version)
-            self._by_aggregate[key] = kept[-self.keep :]
+            self._by_aggregate[key] = _kept(self._by_aggregate.get(key, []), snapshot, self.keep)
 
     def latest(
         self,
@@ -259,12 +262,8 @@ class ParquetSnapshotStore(_Display):
     def save(self, snapshot: Snapshot) -> None:
         """Keep ``snapshot`` (replacing one at the same version), dropping the oldest beyond ``keep``."""
         file = self._file(snapshot.aggregate_type, snapshot.aggregate_id)
-        kept = [s for s in self._read(file) if s.version != snapshot.version]
-        kept.append(snapshot)
-        kept.sort(key=lambda s: s.version)
-        _atomic.write_parquet(
-            file, _frame(kept[-self.keep :]), durable=self.durable, compression="uncompressed"
-        )
+        kept = _kept(self._read(file), snapshot, self.keep)
+        _atomic.write_parquet(file, _frame(kept), durable=self.durable, compression="uncompressed")
 
     def latest(
         self,

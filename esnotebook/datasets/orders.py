@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from .._schema import UTC_DATETIME
+from ..readmodels.orders import ORDER_FIELDS
 from ._draws import (
     alias_choice,
     clock_times,
@@ -61,13 +63,8 @@ ORDER_FRAME_SCHEMA: dict[str, pl.DataType] = {
     "stream_id": pl.String(),
     "version": pl.Int64(),
     "event_type": pl.String(),
-    "recorded_at": pl.Datetime("us", "UTC"),
-    "order_id": pl.String(),
-    "customer": pl.String(),
-    "sku": pl.String(),
-    "quantity": pl.Int64(),
-    "price": pl.Int64(),
-    "amount": pl.Int64(),
+    "recorded_at": UTC_DATETIME,
+    **ORDER_FIELDS,  # the payload fields the order read models read
     "reason": pl.String(),
 }
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import polars as pl
 
 from ..projections import Engine, ProjectionError, VectorisedProjection, check_engine
@@ -12,13 +10,11 @@ from .orders import (
     _CODE_STATUS,
     _KIND_STATUS,
     _KINDS,
-    _STATUS_CODE,
     OPEN,
     ORDER_EVENTS,
     ORDER_FIELDS,
     ORDER_SUMMARY_SCHEMA,
     PRICE,
-    STATUS_AFTER,
     _is,
 )  # fmt: skip
 
@@ -66,12 +62,9 @@ class OrderSummaryFrame(VectorisedProjection):
             return super().run(state, events, engine=engine)
         check_engine(engine)
         lf = self.conform(events)
-        keys = [c for c in ("stream_number", "stream_id") if c in lf.collect_schema().names()]
-        order_events = self._order_events(lf, keys[:1], as_enum=False)
-        ev = with_row_numbers(order_events, kinds=ORDER_EVENTS, status_codes=_STATUS_CODE).collect()
-        ev, delta, groups, item_event = order_deltas(
-            ev, kinds=ORDER_EVENTS, status_after=STATUS_AFTER, status_codes=_STATUS_CODE
-        )
+        # The store's stream numbers when the events carry them, else stream ids to number.
+        key = "stream_number" if "stream_number" in lf.collect_schema().names() else "stream_id"
+        ev, delta, groups, item_event = order_deltas(with_row_numbers(self._order_events(lf, key)).collect())
         # Item lines are needed only by orders with a removal or still open; an order without
         # a status change in this batch may be open in the state, so it is a candidate too.
         status = delta.get_column("new_status")
@@ -84,6 +77,8 @@ class OrderSummaryFrame(VectorisedProjection):
         # One pass over every event, one group-by of plain sums, mins and maxes (polars' fast
         # path). The event type becomes an Enum once, so the type tests compare small ints.
         ev = self._order_events(events).with_columns(
+            pl.col("event_type").cast(_KINDS, strict=False),
+        ).with_columns(
             # The latest status-changing event wins: max(position * 8 + code) finds it in any order.
             (pl.col("position") * 8 + pl.lit(_KIND_STATUS).gather(pl.col("event_type").to_physical()))
             .alias("status_code"),
@@ -107,11 +102,11 @@ class OrderSummaryFrame(VectorisedProjection):
         return self._merge(state, delta, ev.filter(_is("ItemAdded", "ItemRemoved")))
 
     @staticmethod
-    def _order_events(events: pl.LazyFrame, keys: Sequence[str] = (), *, as_enum: bool = True) -> pl.LazyFrame:
-        kind = pl.col("event_type")
+    def _order_events(events: pl.LazyFrame, *keys: str) -> pl.LazyFrame:
+        """The columns the fold reads (and ``keys``)."""
         return events.select(
             *keys, "order_id", "position", "recorded_at", "customer", "sku", "quantity", "price", "amount",
-            kind.cast(_KINDS, strict=False) if as_enum else kind,
+            "event_type",
         )  # fmt: skip
 
     def _merge(self, state: pl.LazyFrame, delta: pl.LazyFrame, items: pl.LazyFrame) -> pl.LazyFrame:
