@@ -148,12 +148,13 @@ def required_capacity(
     Raises
     ------
     ValueError
-        At once, before any long search, when no candidate can meet the target: when the
-        first candidate misses it, the most capacity that can help is tried (a consumer
-        ``2**20`` times faster than the load; or a free consumer for every event, at most
-        one per partition) and if that misses too, the error says what sets the floor
-        (service time, batch overhead, pauses, backlog, or a load beyond the partitions'
-        capacity) and which targets are reachable.
+        At once, before any long search, when no candidate can meet the target. When the
+        first candidate misses it, the most capacity that can help is simulated: for
+        ``"service_rate"`` consumers ``2**20`` times faster than the load needs, for
+        ``"consumers"`` a free consumer for every event (or one per partition). If that
+        misses too, the error says what sets the floor (service time, batch overhead,
+        pauses, backlog, or a load beyond what the partitions' consumers process) and from
+        which value a target is reachable.
 
     Examples
     --------
