@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 import pytest
 
-from esnotebook.sim import theory
+from esnotebook.sim import capacity, theory
 from esnotebook.sim.capacity import required_capacity, wilson_interval
 from esnotebook.sim.lag import simulate_lag
 
@@ -83,6 +85,50 @@ def test_consumers_beyond_the_partition_count_are_not_offered_as_an_answer():
             duration=50,
             replications=2,
         )
+
+
+@pytest.mark.parametrize(
+    "search", [{"vary": "service_rate"}, {"vary": "consumers", "service_rate": 100}]
+)
+def test_an_unreachable_target_fails_at_once_saying_why_and_what_is_reachable(
+    search, monkeypatch
+):
+    """A backlog of 100 events at time 0 is an offset lag of 100 however fast or many the
+    consumers: a target of 50 is refused after two candidates (the first and the most that
+    can help), naming the backlog and the reachable targets."""
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs)
+        return simulate_lag(*args, **kwargs)
+
+    monkeypatch.setattr(capacity, "simulate_lag", counted)
+    with pytest.raises(ValueError) as info:
+        required_capacity(
+            100, target_max_offset_lag=50, backlog=100, duration=50, replications=3, **search
+        )
+    message = str(info.value)
+    assert message.startswith("max_offset_lag <= 50 cannot be met by any ")
+    assert "the backlog at the start (backlog=100)" in message
+    assert "targets from about 100 events on are reachable" in message
+    assert len(calls) <= 2
+
+
+def test_a_lag_below_the_service_time_needs_no_consumer_search_and_the_offer_holds():
+    """Constant service of 0.01 s: even with a consumer free for every event the time lag
+    reaches nearly 0.01 s, so a 0.005 s target is refused naming the service time; the
+    target the error offers is then met."""
+    day = {"arrivals": "constant", "service": "constant", "duration": 50, "replications": 1}
+    with pytest.raises(ValueError, match="the service time \\(mean 0.01 s per event\\)") as info:
+        required_capacity(
+            50, target_p99_time_lag=0.005, vary="consumers", service_rate=100, **day
+        )
+    offered = float(re.search(r"targets from about ([0-9.e-]+) s", str(info.value)).group(1))
+    assert 0.005 < offered <= 0.01
+    r = required_capacity(
+        50, target_p99_time_lag=offered * 1.001, vary="consumers", service_rate=100, **day
+    )
+    assert r.value == 1
 
 
 def test_result_says_how_sure_it_is():

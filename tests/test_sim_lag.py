@@ -144,6 +144,49 @@ def test_pause_builds_a_backlog_that_recovers_as_the_fluid_model_says():
     assert r["max_time_lag"] == pytest.approx(20.0, abs=0.201)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    rate=st.floats(0.5, 50),
+    mu=st.floats(5, 100),
+    consumers=st.integers(1, 3),
+    batch=st.integers(1, 4),
+    pause=st.tuples(st.floats(1, 20), st.floats(0.001, 2)),
+    seed=st.integers(0, 999),
+)
+def test_recovery_time_is_the_wait_from_the_pause_end_until_nothing_is_left(
+    rate, mu, consumers, batch, pause, seed
+):
+    """recovery_time is 0 exactly when nothing waits as the pause ends; otherwise the queue
+    is first empty (everything produced is processed) recovery_time seconds later."""
+    r = simulate_lag(
+        rate,
+        service_rate=mu,
+        consumers=consumers,
+        batch_size=batch,
+        duration=30,
+        pauses=[pause],
+        seed=seed,
+        progress=False,
+    )
+    ev = r.to_polars("events")
+    arrival, done = ev["arrival"].to_numpy(), ev["done"].to_numpy()
+
+    def waiting(t):
+        return int(((arrival <= t) & (done > t)).sum())
+
+    end = pause[0] + pause[1]
+    recovery = r["recovery_time"]
+    assert (recovery == 0) == (waiting(end) == 0)
+    if recovery > 0:
+        # The queue can only empty when an event is done: it empties at one done time and
+        # at none before (within the run; inf: not drained within the run).
+        drained = end + recovery
+        if not math.isinf(drained):
+            drained = done[np.argmin(abs(done - drained))]
+            assert drained == pytest.approx(end + recovery) and waiting(drained) == 0
+        assert all(waiting(t) > 0 for t in done[(done >= end) & (done < drained) & (done <= 30)])
+
+
 def test_batches_with_overhead_cap_throughput_at_b_over_o_plus_b_over_mu():
     """Batches of 10 with 50 ms overhead at μ=100: capacity 10/0.15 ≈ 66.7/s; at λ=80 lag
     grows at 80-66.7 per second, at λ=50 it does not."""

@@ -10,6 +10,8 @@ import polars as pl
 import pytest
 
 from esnotebook.sim.lag import simulate_lag
+from esnotebook.sim.rebuild import rebuild_cost
+from esnotebook.sim.sagas import simulate_sagas
 from esnotebook.sim.sweep import run_sweep
 
 small_lag = partial(simulate_lag, duration=30.0, keep_events=False)
@@ -92,6 +94,46 @@ def test_bad_sweeps_are_refused_before_running(grid, kwargs, message):
     assert calls == []
 
 
-def test_result_columns_may_not_shadow_parameters():
-    with pytest.raises(ValueError, match="clash"):
-        run_sweep(lambda *, x, seed: {"x": 1}, {"x": [1]}, progress=False)
+def test_rebuild_cost_sweeps_over_the_parameters_it_reports_back():
+    """rebuild_cost reports events, streams and interval among its metrics: each is one
+    column, holding the grid's values, and the metrics are those of a direct call."""
+    fn = partial(rebuild_cost, apply_cost=2e-6, snapshot_write_cost=1e-4)
+    grid = {"events": [10_000, 100_000], "streams": [10, 100], "interval": [None, 20]}
+    frame = run_sweep(fn, grid, progress=False)
+    assert frame.height == 8
+    assert frame.columns[:4] == ["events", "streams", "interval", "seed"]
+    assert not [c for c in frame.columns if c.startswith("result_")]
+    row = frame.filter((pl.col("events") == 100_000) & (pl.col("streams") == 10))
+    direct = fn(100_000, streams=10, interval=20)
+    assert row.filter(pl.col("interval") == 20)["load_time_s"].item() == direct["load_time_s"]
+    assert row["interval"].null_count() == 1
+
+
+def test_simulate_sagas_sweeps_over_instances():
+    frame = run_sweep(
+        partial(simulate_sagas, saga="chain", failure=0.2, progress=False),
+        {"instances": [3, 5]},
+        progress=False,
+    )
+    assert frame["instances"].to_list() == [3, 5]
+    assert frame.columns.count("instances") == 1 and "result_instances" not in frame.columns
+
+
+def test_a_result_that_differs_from_its_parameter_is_kept_beside_it():
+    """Same name, different value in some run: the result goes to result_<name>; a result
+    repeating the seed is the seed column."""
+    frame = run_sweep(
+        lambda *, x, seed: {"x": x * 10 if x > 1 else x, "seed": seed, "y": 0},
+        {"x": [1, 2]},
+        seeds=[4],
+        progress=False,
+    )
+    assert frame.columns == ["x", "seed", "result_x", "y"]
+    assert frame["x"].to_list() == [1, 2] and frame["result_x"].to_list() == [1, 20]
+    assert frame["seed"].to_list() == [4, 4]
+
+
+def test_a_clash_that_renaming_cannot_resolve_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"result column 'x' differs from the parameter 'x' "
+                       r"\(got 2 for \{'x': 1, 'seed': 0\}\) and cannot be renamed 'result_x'"):
+        run_sweep(lambda *, x, seed: {"x": 2, "result_x": 3}, {"x": [1]}, progress=False)

@@ -91,7 +91,7 @@ def serve(
 
     a = arrival.tolist()
     prefix = np.concatenate([[0.0], np.cumsum(service)]).tolist()
-    free = [0.0] * servers
+    free = [0.0] * min(servers, n)  # no more batches than events: extra consumers stay idle
     starts: list[float] = []
     ends: list[float] = []
     bounds: list[int] = []

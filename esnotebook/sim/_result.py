@@ -85,8 +85,9 @@ class LagResult:
     ``offered_load`` (long-run arrival rate over group capacity), ``grows_without_bound``
     (1.0 when offered load >= 1), ``lag_trend`` (offset lag slope over the second half,
     events/s), ``drain_time`` (seconds until a consumer starting with ``backlog`` first
-    catches up; ``inf`` if not within the run), ``recovery_time`` (the same after the
-    end of each pause, the longest), ``events`` (events measured after the warm-up).
+    catches up, i.e. every event produced so far is processed; ``inf`` if not within the
+    run), ``recovery_time`` (the same from the end of each pause, the longest; 0 when
+    nothing is waiting when the pause ends), ``events`` (events measured after the warm-up).
     Time-lag percentiles are over time (the sampled series); latency percentiles over
     events; the mean offset lag is the exact time average.
     ``result["p99_time_lag"]`` is the mean over replications.

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import html
 import math
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
 
-from ._result import confidence_interval
+from ._result import LagResult, confidence_interval
 from .arrivals import generate_arrivals, recorded_arrivals
 from .lag import simulate_lag
 
@@ -22,6 +23,7 @@ __all__ = ["CapacityResult", "required_capacity"]
 
 Vary = Literal["service_rate", "consumers"]
 _MAX_STEPS = 40
+_FASTEST = 2.0**20  # times the load: a consumer this fast is as good as an infinitely fast one
 
 
 def wilson_interval(successes: int, n: int, confidence: float) -> tuple[float, float]:
@@ -143,6 +145,17 @@ def required_capacity(
         Passed to :func:`~esnotebook.sim.simulate_lag` (``duration``, ``arrivals``,
         ``service``, ``partitions``, ``batch_size``, ``pauses``, ``warmup`` ...).
 
+    Raises
+    ------
+    ValueError
+        At once, before any long search, when no candidate can meet the target. When the
+        first candidate misses it, the most capacity that can help is simulated: for
+        ``"service_rate"`` consumers ``2**20`` times faster than the load needs, for
+        ``"consumers"`` a free consumer for every event (or one per partition). If that
+        misses too, the error says what sets the floor (service time, batch overhead,
+        pauses, backlog, or a load beyond what the partitions' consumers process) and from
+        which value a target is reachable.
+
     Examples
     --------
     >>> from esnotebook.sim import required_capacity
@@ -179,47 +192,77 @@ def required_capacity(
         # Every candidate must see the same randomness, or the search is not monotone.
         seed = int(np.random.SeedSequence().entropy % 2**63)
     trace: list[dict[str, Any]] = []
-    cache: dict[float, tuple[bool, np.ndarray]] = {}
+    simulated: dict[float, LagResult] = {}
+
+    def simulate(x: float) -> LagResult:
+        if x not in simulated:
+            kwargs = dict(
+                lag_kwargs, replications=replications, seed=seed, keep_events=False, progress=False
+            )
+            rate, count = (x, consumers) if vary == "service_rate" else (service_rate, int(x))
+            result = simulate_lag(arrival_rate, service_rate=rate, consumers=count, **kwargs)
+            # Keep the per-run metrics, not the time series: a search tries dozens of candidates.
+            simulated[x] = replace(result, timeseries=result.timeseries.clear())
+            bar.update()
+        return simulated[x]
+
+    def metric_values(x: float) -> np.ndarray:
+        return simulate(x).runs[metric].to_numpy().astype(float)
+
+    def share(x: float) -> float:
+        return float(np.mean(metric_values(x) <= target))
 
     def check(x: float) -> bool:
-        if x in cache:
-            return cache[x][0]
-        kwargs = dict(
-            lag_kwargs, replications=replications, seed=seed, keep_events=False, progress=False
-        )
-        if vary == "service_rate":
-            result = simulate_lag(arrival_rate, service_rate=x, consumers=consumers, **kwargs)
-        else:
-            result = simulate_lag(
-                arrival_rate, service_rate=service_rate, consumers=int(x), **kwargs
+        ok = share(x) >= meet_fraction
+        if all(row[vary] != x for row in trace):
+            trace.append(
+                {
+                    vary: x,
+                    "fraction_meeting": share(x),
+                    f"mean_{metric}": float(metric_values(x).mean()),
+                    "meets": ok,
+                }
             )
-        values = result.runs[metric].to_numpy().astype(float)
-        share = float(np.mean(values <= target))
-        ok = share >= meet_fraction
-        cache[x] = (ok, values)
-        bar.update()
-        trace.append(
-            {
-                vary: x,
-                "fraction_meeting": share,
-                f"mean_{metric}": float(values.mean()),
-                "meets": ok,
-            }
-        )
         return ok
+
+    def floor(x: float) -> None:
+        """Refuse at once a target that ``x``, the most capacity that can help, misses."""
+        if share(x) >= meet_fraction:
+            return
+        result, values = simulate(x), metric_values(x)
+        if vary == "service_rate":
+            how = f"by any service rate: even at {x:.3g} events/s per consumer (service time ~0)"
+        elif x == lag_kwargs.get("partitions"):
+            how = (
+                f"by any consumer count up to the {int(x)} partitions (consumers beyond the "
+                f"partition count do nothing): even with {int(x)}"
+            )
+        else:
+            how = "by any consumer count: even with a free consumer for every event"
+        if result.grows_without_bound:
+            why = (
+                f"they process {result.settings['capacity']:.4g} events/s, below the producer's "
+                f"{result.settings['arrival_rate']:.4g}/s, and the lag grows without bound"
+            )
+        else:
+            reachable = next(v for v in np.sort(values) if np.mean(values <= v) >= meet_fraction)
+            unit = "s" if metric == "p99_time_lag" else "events"
+            why = (
+                f"{metric} is up to {reachable:.4g} {unit} in {meet_fraction:.0%} of the "
+                f"replications, set by {_floor_causes(vary, lag_kwargs, service_rate)}; targets "
+                f"from about {reachable:.4g} {unit} on are reachable"
+            )
+        raise ValueError(f"{metric} <= {target:g} cannot be met {how}, {why}")
 
     load = _mean_rate(arrival_rate, lag_kwargs, seed)
     from .._progress import progress_bar
 
     bar = progress_bar(desc=f"searching {vary}", unit="candidate", enabled=progress)
     try:
-        value = _search(
-            vary, check, load, consumers, service_rate, tolerance, lag_kwargs, metric, target
-        )
+        value = _search(vary, check, floor, load, consumers, service_rate, tolerance, lag_kwargs)
     finally:
         bar.close()
-    values = cache[value][1]
-    share = float(np.mean(values <= target))
+    values = metric_values(value)
     mean, low, high = confidence_interval(values, 0.95)
     frame = pl.DataFrame(trace).sort(vary)
     if vary == "consumers":
@@ -230,8 +273,8 @@ def required_capacity(
         metric=metric,
         target=float(target),
         meet_fraction=meet_fraction,
-        fraction_meeting=share,
-        fraction_ci=wilson_interval(round(share * replications), replications, 0.95),
+        fraction_meeting=share(value),
+        fraction_ci=wilson_interval(round(share(value) * replications), replications, 0.95),
         metric_mean=mean,
         metric_ci=(low, high),
         replications=replications,
@@ -239,38 +282,53 @@ def required_capacity(
     )
 
 
+def _floor_causes(vary: Vary, lag_kwargs: dict[str, Any], service_rate: float | None) -> str:
+    """What, besides the capacity searched, keeps the lag up."""
+    causes = [
+        f"{what} ({key}={lag_kwargs[key]!r})"
+        for key, what in (
+            ("batch_overhead", "the batch overhead"),
+            ("pauses", "the pauses"),
+            ("backlog", "the backlog at the start"),
+        )
+        if lag_kwargs.get(key)
+    ]
+    if vary == "consumers":
+        causes.insert(0, f"the service time (mean {1 / service_rate:.3g} s per event)")
+    return ", ".join(causes) or "the arrivals themselves (an event waits from its arrival on)"
+
+
 def _search(
     vary: Vary,
     check: Callable[[float], bool],
+    floor: Callable[[float], None],
     load: float,
     consumers: int,
     service_rate: float | None,
     tolerance: float,
     lag_kwargs: dict[str, Any],
-    metric: str,
-    target: float,
 ) -> float:
-    """Bracket the answer by halving or doubling, then bisect (monotone under CRN)."""
+    """Bracket the answer by halving or doubling, then bisect (monotone under CRN).
+
+    Before growing past the first candidate, ``floor`` tries the most capacity that can
+    help; it raises when even that misses the target, and otherwise the doubling stops
+    there at the latest."""
     if vary == "service_rate":
         x = load / consumers
-        steps = 0
         if check(x):
             hi = x
+            steps = 0
             while check(lo := hi / 2):
                 hi = lo
                 steps += 1
                 if steps > _MAX_STEPS:
                     return hi  # met at every rate tried: the target does not bind
         else:
+            fastest = x * _FASTEST
+            floor(fastest)
             lo = x
-            while not check(hi := lo * 2):
+            while not check(hi := min(lo * 2, fastest)):
                 lo = hi
-                steps += 1
-                if steps > _MAX_STEPS:
-                    raise ValueError(
-                        f"no service rate up to {hi:g}/s meets {metric} <= {target:g}; "
-                        "is the target reachable (batch overhead, pauses)?"
-                    )
         while (hi - lo) / hi > tolerance:
             mid = (lo + hi) / 2
             if check(mid):
@@ -278,20 +336,13 @@ def _search(
             else:
                 lo = mid
         return hi
-    lo = 0
-    most = lag_kwargs.get("partitions") or math.inf
-    hi = min(max(1, math.ceil(load / service_rate)), most)
-    steps = 0
-    while not check(float(hi)):
-        if hi >= most:
-            raise ValueError(
-                f"no consumer count up to the {most} partitions meets {metric} <= "
-                f"{target:g}; consumers beyond the partition count do nothing"
-            )
-        lo, hi = hi, min(hi * 2, most)
-        steps += 1
-        if steps > 16:
-            raise ValueError(f"no consumer count up to {hi} meets {metric} <= {target:g}")
+    # Consumers beyond the partition count, or beyond one per event, do nothing.
+    most = lag_kwargs.get("partitions") or sys.maxsize
+    lo, hi = 0, min(max(1, math.ceil(load / service_rate)), most)
+    if not check(float(hi)):
+        floor(float(most))
+        while not check(float(hi)):  # the first is the candidate just missed, cached
+            lo, hi = hi, min(hi * 2, most)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if check(float(mid)):

@@ -207,6 +207,10 @@ def _measure(
     empty_at = np.append(done_max[idle_before - 1], done_max[-1])
 
     def first_empty(after: float) -> float:
+        if np.searchsorted(arrival, after, side="right") == np.searchsorted(
+            done_sorted, after, side="right"
+        ):
+            return after  # already drained: everything produced by then is done
         k = np.searchsorted(empty_at, after, side="left")
         # Not drained within the run: the producer's future is unknown, so no finite answer.
         return float(empty_at[k]) if k < len(empty_at) and empty_at[k] <= duration else math.inf
@@ -283,7 +287,9 @@ def simulate_lag(
         A consumer takes up to ``batch_size`` queued events per poll and pays
         ``batch_overhead`` seconds per batch; a batch's events are done at its end.
     pauses
-        ``(start_time, duration)`` intervals with no processing (deploys, outages).
+        ``(start_time, duration)`` intervals with no processing (deploys, outages). The
+        result's ``recovery_time`` is the longest time from a pause's end until every event
+        produced is processed (0 when nothing is waiting as the pause ends).
     backlog
         Events already waiting at time 0 (a consumer starting behind).
     warmup

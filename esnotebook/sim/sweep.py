@@ -110,6 +110,12 @@ def run_sweep(
     -------
     polars.DataFrame
         The parameters, ``seed``, then the result columns; one row per run (per result row).
+        A result column named like a parameter (or ``seed``) appears once when it repeats
+        that parameter's value in every run, as ``events``, ``streams`` and ``interval`` of
+        :func:`~esnotebook.sim.rebuild_cost` or ``instances`` of
+        :func:`~esnotebook.sim.simulate_sagas` do; when it differs in any run it is kept
+        beside the parameter as ``result_<name>``. A ``ValueError`` only if that name is
+        taken as well.
 
     Examples
     --------
@@ -144,13 +150,37 @@ def run_sweep(
     finally:
         bar.close()
 
-    rows = []
-    for (p, s), out in zip(jobs, results):
-        for row in out:
-            clash = set(row) & (set(p) | {"seed"})
-            if clash:
-                raise ValueError(
-                    f"result columns {sorted(clash)} clash with the sweep's parameter columns"
-                )
-            rows.append({**{k: _cell(v) for k, v in p.items()}, "seed": s, **row})
-    return pl.DataFrame(rows, infer_schema_length=None)
+    runs = [({**p, "seed": s}, row) for (p, s), out in zip(jobs, results) for row in out]
+    return pl.DataFrame(_merge(runs), infer_schema_length=None)
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return a is b or bool(a == b)
+    except (TypeError, ValueError):  # e.g. arrays, which have no single truth value
+        return False
+
+
+def _merge(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Parameter and result columns of each run, one row each, by run_sweep's naming rule."""
+    differs: dict[str, tuple[dict[str, Any], Any]] = {}
+    for params, row in runs:
+        for name in row.keys() & params.keys():
+            if name not in differs and not _same(row[name], params[name]):
+                differs[name] = (params, row[name])
+    renamed = {name: f"result_{name}" for name in differs}
+    for name, new in renamed.items():
+        if any(new in params or new in row for params, row in runs):
+            params, value = differs[name]
+            raise ValueError(
+                f"result column {name!r} differs from the parameter {name!r} (got {value!r} "
+                f"for {params!r}) and cannot be renamed {new!r}: that column exists too; "
+                "rename the parameter or the result"
+            )
+    return [
+        {
+            **{k: _cell(v) for k, v in params.items()},
+            **{renamed.get(k, k): v for k, v in row.items() if k in renamed or k not in params},
+        }
+        for params, row in runs
+    ]
