@@ -104,6 +104,14 @@ class ProjectionRunner:
     1
     >>> runner.state.select("order_id", "status").row(0), runner.checkpoint
     (('1', 'placed'), 1)
+
+    A dashboard watches it through the same target (with ``target="parquet"``, from any
+    process), refreshing to see new commits:
+
+    >>> watcher = ProjectionRunner(store, OrderSummaryFrame(), target=runner.target, read_only=True)
+    >>> _ = store.append("order-2", [es.NewEvent("OrderPlaced", {"order_id": "2", "customer": "bob"})])
+    >>> runner.catch_up(), watcher.refresh(), watcher.state.height
+    (1, 2, 2)
     """
 
     def __init__(

@@ -238,9 +238,9 @@ class ParquetTarget:
             if self._seen is not _UNREAD and found not in (self._seen, self._tried):
                 raise StoreLockedError(
                     f"{self.path}: another runner committed to this projection since this one "
-                    f"loaded it (checkpoint {_checkpoint(self._seen)}, now "
-                    f"{_checkpoint(found)}); nothing was written. Only one runner may commit "
-                    "to a target: stop the other one, then open a new runner to resume"
+                    f"last loaded or committed it (then at checkpoint {_checkpoint(self._seen)}, "
+                    f"now {_checkpoint(found)}); nothing was written. Only one runner may "
+                    "commit to a target: stop the other one, then open a new runner to resume"
                 )
             yield
         finally:

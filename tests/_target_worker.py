@@ -3,7 +3,8 @@ forkserver through :func:`run` (modules imported once, so a process starts in mi
 
 - ``write``: steps a ``ProjectionRunner(store, Count(), target="parquet")`` with random batch
   sizes, and rebuilds in place whenever it is caught up (so it commits the whole time); after
-  each commit it checks that the file its manifest names exists.
+  each commit it checks that the file its manifest names exists. It stops when refused
+  (another writer committed).
 - ``load``: reads the target with ``ParquetTarget(path).load()`` in a loop (the documented
   recipe).
 - ``runner``: reads it with ``ProjectionRunner(..., read_only=True)``, opened anew or
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from esnotebook.errors import StoreLockedError
 from esnotebook.projections import Projection
 from esnotebook.runner import ProjectionRunner
 from esnotebook.runner_targets import ParquetTarget
@@ -61,11 +63,14 @@ def write(store: ParquetEventStore, seconds: float, seed: int, ready: Any) -> di
     target.commit = checked
     ready.set()
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if runner.lag:
-            runner.step(int(rng.integers(1, 40)))
-        else:
-            runner.rebuild(chunk_size=int(rng.integers(20, 200)))
+    try:
+        while time.monotonic() < deadline:
+            if runner.lag:
+                runner.step(int(rng.integers(1, 40)))
+            else:
+                runner.rebuild(chunk_size=int(rng.integers(20, 200)))
+    except StoreLockedError as exc:  # another writer: this one stops, as it should
+        counts["refused"] = str(exc)
     return counts
 
 

@@ -100,6 +100,7 @@ def test_a_writer_killed_at_random_moments_leaves_a_loadable_target(tmp_path, fo
     rng = np.random.default_rng(7)
     waits = rng.uniform(0.05, 0.6, size=6)
     reader = start(forkserver, "runner", store_path, float(waits.sum()) + 1.0, None, tmp_path / "r.json")
+    seen = set()
     for trial, wait in enumerate(waits):
         proc = start(forkserver, "write", store_path, 60.0, trial, tmp_path / "w.json")
         proc.join(wait)
@@ -108,6 +109,8 @@ def test_a_writer_killed_at_random_moments_leaves_a_loadable_target(tmp_path, fo
         assert proc.exitcode == -signal.SIGKILL
         unit = ParquetTarget(folder(store_path)).load()
         assert consistent(unit.state, unit.checkpoint), f"trial {trial}: not a committed state"
+        seen.add(unit.checkpoint)
+    assert len(seen) > 2  # the writers did commit between the kills
     read = result(reader, tmp_path / "r.json")
     assert read["failures"] == 0 and read["wrong"] == 0, read
     resumed = ProjectionRunner(store, Count(), target="parquet")
@@ -200,16 +203,32 @@ def test_a_second_runner_committing_to_a_target_is_refused_and_writes_nothing(tm
     b = ProjectionRunner(store, Count(), target="parquet", batch_size=7)
     a.step()
     before = listing(folder(store.path))
-    with pytest.raises(StoreLockedError, match=r"another runner committed .*\(checkpoint 0, now 5\); nothing was written"):
+    refused = r"another runner committed .*\(then at checkpoint 0, now 5\); nothing was written"
+    with pytest.raises(StoreLockedError, match=refused):
         b.step()
     assert listing(folder(store.path)) == before and b.checkpoint == 0
     a.step()
     c = ProjectionRunner(store, Count(), target="parquet")
     assert c.checkpoint == 10 and c.catch_up() == 30
-    with pytest.raises(StoreLockedError, match=r"\(checkpoint 10, now 40\)"):
+    with pytest.raises(StoreLockedError, match=r"\(then at checkpoint 10, now 40\)"):
         a.step()
     unit = ParquetTarget(folder(store.path)).load()
     assert unit.checkpoint == 40 and consistent(unit.state, 40)
+
+
+def test_of_two_runners_in_two_processes_one_is_refused_and_the_target_stays_whole(tmp_path, forkserver):
+    """Two writer processes start on one target at once: one is refused with
+    StoreLockedError and stops, the other commits on; neither's manifest ever names a
+    missing file and the target loads a committed state."""
+    store = tmp_path / "store"
+    filled(store)
+    writers = [start(forkserver, "write", store, 2.0, seed, tmp_path / f"w{seed}.json") for seed in (1, 2)]
+    wrote = [result(proc, tmp_path / f"w{seed}.json") for seed, proc in zip((1, 2), writers)]
+    assert sorted("refused" in w for w in wrote) == [False, True], wrote
+    assert all(w["missing"] == 0 for w in wrote), wrote
+    assert "only one runner may commit to a target" in max(w.get("refused", "") for w in wrote).lower()
+    unit = ParquetTarget(folder(store)).load()
+    assert consistent(unit.state, unit.checkpoint)
 
 
 def test_a_commit_while_another_holds_the_targets_lock_is_refused_naming_it(tmp_path):
