@@ -2,7 +2,7 @@
 forkserver through :func:`run` (modules imported once, so a process starts in milliseconds).
 
 - ``write``: steps a ``ProjectionRunner(store, Count(), target="parquet")`` with random batch
-  sizes, and rebuilds in place whenever it is caught up (so it commits the whole time); after
+  sizes, and rebuilds in place whenever it is caught up (so it commits all along); after
   each commit it checks that the file its manifest names exists. It stops when refused
   (another writer committed).
 - ``load``: reads the target with ``ParquetTarget(path).load()`` in a loop (the documented
@@ -12,12 +12,13 @@ forkserver through :func:`run` (modules imported once, so a process starts in mi
 
 Every event is a ``Tick`` and :class:`Count` counts them per stream, so any committed state
 has ``sum(n) == checkpoint``: a read that breaks this saw something never committed. Each
-process writes its counts as JSON to ``out`` when its time is up.
+process writes its counts as JSON to ``out`` when it stops.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def consistent(state: pl.DataFrame, checkpoint: int) -> bool:
     return (state["n"].sum() if state.height else 0) == checkpoint
 
 
-def write(store: ParquetEventStore, seconds: float, seed: int, ready: Any) -> dict[str, Any]:
+def write(store: ParquetEventStore, ready: Any, *, seed: int, commits: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     runner = ProjectionRunner(store, Count(), target="parquet")
     target, commit = runner.target, runner.target.commit
@@ -62,9 +63,8 @@ def write(store: ParquetEventStore, seconds: float, seed: int, ready: Any) -> di
 
     target.commit = checked
     ready.set()
-    deadline = time.monotonic() + seconds
     try:
-        while time.monotonic() < deadline:
+        while counts["commits"] < commits:
             if runner.lag:
                 runner.step(int(rng.integers(1, 40)))
             else:
@@ -74,12 +74,11 @@ def write(store: ParquetEventStore, seconds: float, seed: int, ready: Any) -> di
     return counts
 
 
-def read(store: ParquetEventStore, seconds: float, mode: str, ready: Any) -> dict[str, Any]:
+def read(store: ParquetEventStore, mode: str, ready: Any, *, stop: str) -> dict[str, Any]:
     reads, failures, wrong = 0, [], 0
     runner = None
     ready.set()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while not os.path.exists(stop):
         try:
             if mode == "load":
                 unit = ParquetTarget(folder(store.path)).load()
@@ -100,8 +99,10 @@ def read(store: ParquetEventStore, seconds: float, mode: str, ready: Any) -> dic
     return {"reads": reads, "failures": len(failures), "first": failures[:1], "wrong": wrong}
 
 
-def run(mode: str, store: str, seconds: float, arg: Any, ready: Any, out: str) -> None:
-    """Entry point for a ``multiprocessing`` child: ``ready`` is an Event set once started."""
+def run(mode: str, store: str, ready: Any, out: str, **kwargs: Any) -> None:
+    """Entry point for a ``multiprocessing`` child: ``ready`` is an Event set once started;
+    ``write`` takes ``seed`` and ``commits`` (it stops after that many), the readers take
+    ``stop`` (they stop once that file exists)."""
     opened = ParquetEventStore(store)
-    result = write(opened, seconds, arg, ready) if mode == "write" else read(opened, seconds, mode, ready)
+    result = write(opened, ready, **kwargs) if mode == "write" else read(opened, mode, ready, **kwargs)
     Path(out).write_text(json.dumps(result))

@@ -57,9 +57,9 @@ def forkserver():
     return ctx
 
 
-def start(ctx, mode: str, store: Path, seconds: float, arg: object, out: Path):
+def start(ctx, mode: str, store: Path, out: Path, **kwargs: object):
     ready = ctx.Event()
-    proc = ctx.Process(target=_target_worker.run, args=(mode, str(store), seconds, arg, ready, str(out)))
+    proc = ctx.Process(target=_target_worker.run, args=(mode, str(store), ready, str(out)), kwargs=kwargs)
     proc.start()
     assert ready.wait(60), f"{mode} process did not start"
     return proc
@@ -73,16 +73,17 @@ def result(proc, out: Path) -> dict:
 
 # ---------------------------------------------------------------------------- other processes
 def test_readers_in_other_processes_see_only_commits_and_never_break_the_writer(tmp_path, forkserver):
-    """While a runner in one process commits for 5 s (steps, and in-place rebuilds), a process
+    """While a runner in one process commits 60 times (steps, and in-place rebuilds), a process
     reading with the documented ``ParquetTarget(path).load()`` and one with a read_only runner
     never fail and see only committed states (sum(n) == checkpoint); the writer's manifest
     never names a missing file; afterwards the folder holds just the last commit's files."""
-    store = tmp_path / "store"
+    store, stop = tmp_path / "store", tmp_path / "stop"
     filled(store)
-    writer = start(forkserver, "write", store, 5.0, 1, tmp_path / "write.json")
-    readers = {m: start(forkserver, m, store, 4.5, None, tmp_path / f"{m}.json") for m in ("load", "runner")}
+    writer = start(forkserver, "write", store, tmp_path / "write.json", seed=1, commits=60)
+    readers = {m: start(forkserver, m, store, tmp_path / f"{m}.json", stop=stop) for m in ("load", "runner")}
     wrote = result(writer, tmp_path / "write.json")
-    assert wrote["commits"] > 20 and wrote["missing"] == 0, wrote
+    stop.touch()
+    assert wrote["commits"] >= 60 and wrote["missing"] == 0, wrote
     for mode, proc in readers.items():
         read = result(proc, tmp_path / f"{mode}.json")
         assert read["reads"] > 20 and read["failures"] == 0 and read["wrong"] == 0, (mode, read)
@@ -98,11 +99,11 @@ def test_a_writer_killed_at_random_moments_leaves_a_loadable_target(tmp_path, fo
     store = filled(store_path)
     ProjectionRunner(store, Count(), target="parquet").step(5)
     rng = np.random.default_rng(7)
-    waits = rng.uniform(0.05, 0.6, size=6)
-    reader = start(forkserver, "runner", store_path, float(waits.sum()) + 1.0, None, tmp_path / "r.json")
+    stop = tmp_path / "stop"
+    reader = start(forkserver, "runner", store_path, tmp_path / "r.json", stop=stop)
     seen = set()
-    for trial, wait in enumerate(waits):
-        proc = start(forkserver, "write", store_path, 60.0, trial, tmp_path / "w.json")
+    for trial, wait in enumerate(rng.uniform(0.05, 0.6, size=6)):
+        proc = start(forkserver, "write", store_path, tmp_path / "w.json", seed=trial, commits=10**9)
         proc.join(wait)
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
@@ -111,6 +112,7 @@ def test_a_writer_killed_at_random_moments_leaves_a_loadable_target(tmp_path, fo
         assert consistent(unit.state, unit.checkpoint), f"trial {trial}: not a committed state"
         seen.add(unit.checkpoint)
     assert len(seen) > 2  # the writers did commit between the kills
+    stop.touch()
     read = result(reader, tmp_path / "r.json")
     assert read["failures"] == 0 and read["wrong"] == 0, read
     resumed = ProjectionRunner(store, Count(), target="parquet")
@@ -222,7 +224,7 @@ def test_of_two_runners_in_two_processes_one_is_refused_and_the_target_stays_who
     missing file and the target loads a committed state."""
     store = tmp_path / "store"
     filled(store)
-    writers = [start(forkserver, "write", store, 2.0, seed, tmp_path / f"w{seed}.json") for seed in (1, 2)]
+    writers = [start(forkserver, "write", store, tmp_path / f"w{s}.json", seed=s, commits=30) for s in (1, 2)]
     wrote = [result(proc, tmp_path / f"w{seed}.json") for seed, proc in zip((1, 2), writers)]
     assert sorted("refused" in w for w in wrote) == [False, True], wrote
     assert all(w["missing"] == 0 for w in wrote), wrote
