@@ -57,9 +57,18 @@ def forkserver():
     return ctx
 
 
+@pytest.fixture
+def stop(tmp_path):
+    """The file that tells reader processes to stop: made at the end even if a test fails."""
+    path = tmp_path / "stop"
+    yield path
+    path.touch()
+
+
 def start(ctx, mode: str, store: Path, out: Path, **kwargs: object):
     ready = ctx.Event()
-    proc = ctx.Process(target=_target_worker.run, args=(mode, str(store), ready, str(out)), kwargs=kwargs)
+    args = (mode, str(store), ready, str(out))
+    proc = ctx.Process(target=_target_worker.run, args=args, kwargs=kwargs, daemon=True)
     proc.start()
     assert ready.wait(60), f"{mode} process did not start"
     return proc
@@ -72,12 +81,12 @@ def result(proc, out: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------- other processes
-def test_readers_in_other_processes_see_only_commits_and_never_break_the_writer(tmp_path, forkserver):
+def test_readers_in_other_processes_see_only_commits_and_never_break_the_writer(tmp_path, forkserver, stop):
     """While a runner in one process commits 60 times (steps, and in-place rebuilds), a process
     reading with the documented ``ParquetTarget(path).load()`` and one with a read_only runner
     never fail and see only committed states (sum(n) == checkpoint); the writer's manifest
     never names a missing file; afterwards the folder holds just the last commit's files."""
-    store, stop = tmp_path / "store", tmp_path / "stop"
+    store = tmp_path / "store"
     filled(store)
     writer = start(forkserver, "write", store, tmp_path / "write.json", seed=1, commits=60)
     readers = {m: start(forkserver, m, store, tmp_path / f"{m}.json", stop=stop) for m in ("load", "runner")}
@@ -90,7 +99,7 @@ def test_readers_in_other_processes_see_only_commits_and_never_break_the_writer(
     assert [name for name, _ in listing(folder(store))] == settled(folder(store))
 
 
-def test_a_writer_killed_at_random_moments_leaves_a_loadable_target(tmp_path, forkserver):
+def test_a_writer_killed_at_random_moments_leaves_a_loadable_target(tmp_path, forkserver, stop):
     """6 writers in turn, each SIGKILLed at a random moment while it commits and a read_only
     runner reads in another process: after every kill the target loads a committed state, a
     new runner resumes from it to the exact fold and its first commit removes the leftovers;
@@ -99,7 +108,6 @@ def test_a_writer_killed_at_random_moments_leaves_a_loadable_target(tmp_path, fo
     store = filled(store_path)
     ProjectionRunner(store, Count(), target="parquet").step(5)
     rng = np.random.default_rng(7)
-    stop = tmp_path / "stop"
     reader = start(forkserver, "runner", store_path, tmp_path / "r.json", stop=stop)
     seen = set()
     for trial, wait in enumerate(rng.uniform(0.05, 0.6, size=6)):
