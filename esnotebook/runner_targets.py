@@ -250,8 +250,13 @@ class ParquetTarget:
         """Remove what ``manifest`` (just swapped in, under the lock) does not name: the
         superseded files and the leftovers of crashed commits, never a live writer's."""
         keep = {manifest.get("state"), manifest.get("dead_letters")}
+        # A file newer than the manifest stays: only a writer that got past the lock (its
+        # LOCK deleted under it) can have made it, and it may be about to name it.
+        newest = (self.path / MANIFEST).stat().st_mtime_ns if manifest else None
         for entry in os.scandir(self.path):
-            if entry.name not in keep and entry.name.endswith((".parquet", ".tmp")) and entry.is_file():
+            if entry.name in keep or not entry.name.endswith((".parquet", ".tmp")):
+                continue
+            if entry.is_file() and (newest is None or entry.stat().st_mtime_ns <= newest):
                 Path(entry.path).unlink(missing_ok=True)
 
     def __repr__(self) -> str:

@@ -203,6 +203,22 @@ def test_loading_removes_nothing_and_the_next_commit_removes_the_leftovers(tmp_p
     assert [name for name, _ in listing(path)] == settled(path)
 
 
+def test_a_commit_never_removes_a_file_newer_than_its_manifest(tmp_path):
+    """A file written after a commit's manifest (by a writer that got past the lock) is not
+    the commit's to judge: it stays, while the older leftovers go."""
+    store = filled(tmp_path / "store", 30)
+    runner = ProjectionRunner(store, Count(), target="parquet", batch_size=10)
+    runner.step()
+    path = folder(store.path)
+    old, new = path / "state-000000000001-old.parquet", path / "state-000000000099-new.parquet"
+    old.write_bytes(b"left by a killed commit")
+    new.write_bytes(b"another writer's")
+    later = (path / "manifest.json").stat().st_mtime + 3600
+    os.utime(new, (later, later))
+    runner.step()
+    assert new.exists() and not old.exists()
+
+
 # ---------------------------------------------------------------------------- one committer
 def test_a_second_runner_committing_to_a_target_is_refused_and_writes_nothing(tmp_path):
     """Two runners on one target (one forgotten in another notebook, say): once one has
