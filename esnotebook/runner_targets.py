@@ -86,15 +86,17 @@ class ParquetTarget:
     Reading never changes the folder, so any number of processes (a dashboard, a notebook)
     may :meth:`load` while a runner commits: :meth:`load` reads the manifest, then the files
     it names, and if a newer commit replaced them meanwhile, reads the newer one; it always
-    returns a whole committed unit. Reading :attr:`state_file` directly races the writer
-    (the next commit removes that file).
+    returns a whole committed unit. Its ``state`` is the full state, hidden columns
+    included; ``ProjectionRunner(store, P, target="parquet", read_only=True)`` gives the
+    projection's view and lag. Reading :attr:`state_file` directly races the writer (the
+    next commit removes that file).
 
     One runner commits at a time: each commit holds ``<folder>/LOCK``, and refuses with
     :class:`~esnotebook.StoreLockedError` when another runner holds it or has committed
     since this object last loaded or committed (a second writer, e.g. a forgotten runner in
     another notebook); nothing is written then. Only a commit removes files: the superseded
-    state and the leftovers of crashed commits, all known to be garbage because it holds
-    the lock and has just swapped its own manifest in.
+    state and the leftovers of crashed commits, known to be garbage because it holds the
+    lock and has just swapped its own manifest in (a file newer than that manifest stays).
 
     Parameters
     ----------
