@@ -80,6 +80,18 @@ class ProjectionRunner:
         The polars engine for vectorised folds (``"streaming"`` for larger-than-memory).
     clock
         Returns the current UTC time (tests pass a fake one).
+    read_only
+        Only read the target: for a dashboard or a notebook watching a runner that commits
+        in another process. It loads the last commit, :meth:`refresh` loads a newer one,
+        and it never writes or removes anything; :meth:`step`, :meth:`catch_up`,
+        :meth:`rebuild` and :meth:`retry_dead_letters` raise ``PermissionError``.
+
+    Notes
+    -----
+    One runner commits to a target at a time. A second runner that commits to a
+    :class:`ParquetTarget` after the first one has (e.g. a forgotten runner in another
+    notebook) gets :class:`~esnotebook.StoreLockedError` and writes nothing; open it with
+    ``read_only=True`` to watch, or open a new runner to take over from the last commit.
 
     Examples
     --------
@@ -92,6 +104,14 @@ class ProjectionRunner:
     1
     >>> runner.state.select("order_id", "status").row(0), runner.checkpoint
     (('1', 'placed'), 1)
+
+    A dashboard watches it through the same target (with ``target="parquet"``, from any
+    process), refreshing to see new commits:
+
+    >>> watcher = ProjectionRunner(store, OrderSummaryFrame(), target=runner.target, read_only=True)
+    >>> _ = store.append("order-2", [es.NewEvent("OrderPlaced", {"order_id": "2", "customer": "bob"})])
+    >>> runner.catch_up(), watcher.refresh(), watcher.state.height
+    (1, 2, 2)
     """
 
     def __init__(
@@ -106,6 +126,7 @@ class ProjectionRunner:
         on_error: OnError = "dead_letter",
         engine: Engine = "auto",
         clock: Callable[[], datetime] | None = None,
+        read_only: bool = False,
     ) -> None:
         if isinstance(projection, type):
             projection = projection()
@@ -121,6 +142,11 @@ class ProjectionRunner:
             raise ValueError(f"'on_error' must be one of {_ON_ERROR} (got {on_error!r})")
         if checkpoint not in ("resume", "reset"):
             raise ValueError(f"'checkpoint' must be 'resume' or 'reset' (got {checkpoint!r})")
+        if read_only and checkpoint == "reset":
+            raise ValueError(
+                "a read_only runner reads the committed state: 'checkpoint' must be 'resume' "
+                "(got 'reset')"
+            )
         self.store = store
         self.projection = projection
         self.target = self._make_target(target)
@@ -129,20 +155,38 @@ class ProjectionRunner:
         self.on_error: OnError = on_error
         self.engine: Engine = engine
         self._clock = clock or _utc_now
+        self.read_only = read_only
         self._metrics: list[dict[str, Any]] = []
         self._frame_cache: tuple[int, pl.DataFrame] | None = None
         self._commits = 0
-        unit = self.target.load() if checkpoint == "resume" else None
+        self._adopt(self.target.load() if checkpoint == "resume" else None)
+
+    def _adopt(self, unit: Committed | None) -> None:
         if unit is None:
-            self._state: Any = projection.initial()
+            self._state: Any = self.projection.initial()
             self._checkpoint = 0
-            self._dlq = DeadLetterQueue(projection.name)
+            self._dlq = DeadLetterQueue(self.projection.name)
         else:
             self._state = self._from_frame(unit.state)
             self._checkpoint = unit.checkpoint
-            self._dlq = DeadLetterQueue(projection.name, unit.dead_letters)
+            self._dlq = DeadLetterQueue(self.projection.name, unit.dead_letters)
             # A dead letter past the checkpoint was recorded by a batch that never committed.
             self._dlq.drop_after(self._checkpoint)
+        self._commits += 1
+
+    def refresh(self) -> int:
+        """Load the target's last commit (made by another runner since) and return its
+        checkpoint: how a ``read_only`` runner follows a runner in another process."""
+        self._adopt(self.target.load())
+        return self._checkpoint
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise PermissionError(
+                f"{self.projection.name}: this runner was opened with read_only=True and only "
+                "reads its target (refresh() loads newer commits); open one without read_only "
+                "to apply events"
+            )
 
     def _make_target(self, target: Any) -> MemoryTarget | ParquetTarget:
         if isinstance(target, (MemoryTarget, ParquetTarget)):
@@ -233,6 +277,7 @@ class ProjectionRunner:
     def step(self, n: int | None = None) -> int:
         """Apply the next batch of up to ``n`` events (default ``batch_size``); return how many
         positions were consumed (0 when caught up). Records one metrics row."""
+        self._writable()
         n = self.batch_size if n is None else n
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"'n' must be an int >= 1 (got {n!r})")
@@ -256,6 +301,7 @@ class ProjectionRunner:
 
         Returns the number of positions consumed.
         """
+        self._writable()
         goal = self.store.head_position
         if max_events is not None:
             if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 0:
@@ -455,6 +501,7 @@ class ProjectionRunner:
         """Re-apply the dead letters (after a fix), in position order; return how many now
         applied. One that fails again stays, with its attempts added; with parking on, the
         events parked behind it stay parked."""
+        self._writable()
         positions = self._dlq.positions
         if not positions:
             return 0
@@ -537,6 +584,7 @@ class ProjectionRunner:
         """
         if mode not in ("in_place", "shadow"):
             raise ValueError(f"'mode' must be 'in_place' or 'shadow' (got {mode!r})")
+        self._writable()
         p = self.projection
         began = time.perf_counter()
         head = self.store.head_position

@@ -90,7 +90,8 @@ def test_restart_from_the_persisted_snapshot_applies_only_new_events(tmp_path, f
 @pytest.mark.parametrize("form", FORMS)
 def test_a_crash_between_state_and_manifest_neither_skips_nor_double_applies(tmp_path, form, monkeypatch):
     """If the process dies after writing the new state file but before the manifest swap, a
-    restart sees the old state with the old checkpoint, and catching up gives the exact result."""
+    restart sees the old state with the old checkpoint, and catching up gives the exact result.
+    Loading removes nothing; the restarted runner's first commit removes the leftover."""
     store = parquet_store(tmp_path)
     runner = ProjectionRunner(store, form(), target="parquet", batch_size=3)
     runner.step()
@@ -108,7 +109,9 @@ def test_a_crash_between_state_and_manifest_neither_skips_nor_double_applies(tmp
     restarted = ProjectionRunner(store, form(), target="parquet", batch_size=3)
     assert restarted.checkpoint == 3
     assert restarted.state.equals(OrderSummaryFrame().rebuild(store.scan(to_position=3)))
-    assert len(list(restarted.target.path.glob("state-*.parquet"))) == 1  # leftovers removed
+    assert len(list(restarted.target.path.glob("state-*.parquet"))) == 2  # loading deletes nothing
+    restarted.step()
+    assert len(list(restarted.target.path.glob("state-*.parquet"))) == 1  # the commit tidied
     restarted.catch_up()
     assert restarted.state.equals(expected(store))
 
