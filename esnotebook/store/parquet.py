@@ -4,7 +4,7 @@ Layout (version 3; docs/parquet-layout.md has the details and recipes for DuckDB
 pyarrow)::
 
     store/
-      esnotebook-store.json              marks the folder as a store (format and version)
+      esnotebook-store.json              marks the folder as a store (format, version, store_id)
       LOCK                               held by the one writer process (flock)
       events/
         000000000001-000000000010.parquet  one commit: positions first-last, in position
@@ -14,9 +14,9 @@ pyarrow)::
       _tmp/                              commits being written; never read; the next writer
                                          removes what a crashed one left
 
-A commit is written into ``_tmp/``, flushed and fsynced, then renamed into ``events/`` in one
-atomic step (and the folder fsynced), so a crash at any instant leaves either the whole
-commit or none of it. Files are in position order and each is sorted, so the canonical event
+A commit is written into ``_tmp/``, flushed and fsynced, then published into ``events/`` in one
+atomic step that never replaces a file (``_commit.py``; the folder is fsynced), so a crash at
+any instant leaves either the whole commit or none of it. Files are in position order and each is sorted, so the canonical event
 frame is one ``scan_parquet`` over the files: no sort. Each file's key-value metadata
 (``esnotebook.fields``) lists, per event type in it, that type's fields, so an event's
 ``data`` holds exactly its type's fields.
@@ -93,6 +93,12 @@ class ParquetEventStore(StoreBase):
     other. The first write takes the store's lock and keeps it until :meth:`close` (or
     the end of a ``with`` block); another process that tries to write meanwhile gets
     :class:`StoreLockedError`, after waiting up to ``lock_timeout`` seconds.
+
+    An I/O error during a write raises :class:`StoreIOError` (nothing stored; a retry is
+    safe) or :class:`CommitUnconfirmedError` (the commit IS stored, its durability not
+    confirmed; retry only with ``expected_version``). After either (a full disk with nothing
+    stored excepted), or after its ``LOCK`` was deleted or its folder re-created, the object
+    refuses to write and lets go of the lock: open the store again.
 
     Parameters
     ----------
