@@ -27,7 +27,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from esnotebook.errors import CommitUnconfirmedError, EventStoreError, StoreIOError, StoreLockedError
+from esnotebook.errors import (
+    CommitUnconfirmedError,
+    EventStoreError,
+    StoreIOError,
+    StoreLockedError,
+)
 from esnotebook.events import NewEvent
 from esnotebook.store import ParquetEventStore
 from esnotebook.store import _commit
@@ -41,7 +46,9 @@ def events(n: int, tag: str = "e") -> list[NewEvent]:
 
 
 def frame_of_three() -> pl.DataFrame:
-    return pl.DataFrame({"stream_id": ["f-1", "f-1", "f-2"], "event_type": ["Noted"] * 3, "tag": ["f"] * 3, "i": [0, 1, 2]})
+    return pl.DataFrame(
+        {"stream_id": ["f-1", "f-1", "f-2"], "event_type": ["Noted"] * 3, "tag": ["f"] * 3, "i": [0, 1, 2]}
+    )
 
 
 def child(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -161,8 +168,10 @@ def test_an_io_error_at_any_os_call_of_a_commit_has_an_outcome_the_reopened_stor
         itertools.product([errno.EIO, errno.ENOSPC], ["append", "append_frame"])
     ), f"os.{func} was never called during a commit"
     for r in reports:
-        events_of_commit = [("order-1", 1), ("order-1", 2), ("order-1", 3)] if r["op"] == "append" else [("f-1", 1), ("f-1", 2), ("f-2", 1)]
-        committed = [(1, "seed", 1)] + [(2 + i, s, v) for i, (s, v) in enumerate(events_of_commit)]
+        commit = [("order-1", 1), ("order-1", 2), ("order-1", 3)]
+        if r["op"] == "append_frame":
+            commit = [("f-1", 1), ("f-1", 2), ("f-2", 1)]
+        committed = [(1, "seed", 1)] + [(2 + i, s, v) for i, (s, v) in enumerate(commit)]
         assert r["raised"] in (None, "StoreIOError", "CommitUnconfirmedError"), r
         reopened = [tuple(e) for e in r["reopened"]]
         seen = [e for e in reopened if e[1] != "after"]
@@ -190,7 +199,8 @@ def test_a_full_disk_while_writing_a_commit_is_a_store_io_error_naming_the_store
     store = ParquetEventStore(tmp_path / "s")
     store.append("seed", events(1))
     write = pl.DataFrame.write_parquet
-    monkeypatch.setattr(pl.DataFrame, "write_parquet", lambda self, file, **kw: write(self, "/dev/full", **kw))
+    to_full_disk = lambda self, file, **kw: write(self, "/dev/full", **kw)  # noqa: E731 - real ENOSPC
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", to_full_disk)
     with pytest.raises(StoreIOError, match="the disk is full") as caught:
         store.append("order-1", events(2))
     assert caught.value.disk_full and str(tmp_path / "s") in str(caught.value)
@@ -204,8 +214,11 @@ def test_a_full_disk_while_writing_a_commit_is_a_store_io_error_naming_the_store
 # ------------------------------------------------------------------ publishing never overwrites
 @pytest.mark.parametrize("way", ["link", "renameat2", "check-then-rename"])
 def test_publishing_onto_an_existing_file_refuses_and_leaves_it_unchanged(tmp_path, monkeypatch, way):
+    def no_hard_links(*args: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
     if way != "link":
-        monkeypatch.setattr(os, "link", lambda *a: (_ for _ in ()).throw(OSError(errno.EPERM, "no hard links")))
+        monkeypatch.setattr(os, "link", no_hard_links)
     if way == "check-then-rename":
         monkeypatch.setattr(_commit, "_renameat2", lambda tmp, final: False)
     final, tmp, fresh = tmp_path / "final", tmp_path / "tmp", tmp_path / "fresh"

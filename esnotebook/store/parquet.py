@@ -16,10 +16,10 @@ pyarrow)::
 
 A commit is written into ``_tmp/``, flushed and fsynced, then published into ``events/`` in one
 atomic step that never replaces a file (``_commit.py``; the folder is fsynced), so a crash at
-any instant leaves either the whole commit or none of it. Files are in position order and each is sorted, so the canonical event
-frame is one ``scan_parquet`` over the files: no sort. Each file's key-value metadata
-(``esnotebook.fields``) lists, per event type in it, that type's fields, so an event's
-``data`` holds exactly its type's fields.
+any instant leaves either the whole commit or none of it. Files are in position order and
+each is sorted, so the canonical event frame is one ``scan_parquet`` over the files: no sort.
+Each file's key-value metadata (``esnotebook.fields``) lists, per event type in it, that
+type's fields, so an event's ``data`` holds exactly its type's fields.
 
 ``compact()`` merges runs of files into bigger ones the same way; a file whose range lies
 inside another's is superseded and ignored until the writer removes it. Readers never take
@@ -195,7 +195,7 @@ class ParquetEventStore(StoreBase):
         p = self.path
         if p.is_dir():
             entries = list(os.scandir(p))
-            foreign = sorted(e.name for e in entries if not self._half_created(e))
+            foreign = sorted(e.name for e in entries if not _half_created(e))
             if foreign:
                 shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
                 raise EventStoreError(
@@ -204,7 +204,7 @@ class ParquetEventStore(StoreBase):
                 )
             for e in entries:
                 if e.name.startswith(f".{MARKER}."):
-                    os.unlink(e.path)
+                    Path(e.path).unlink(missing_ok=True)
         p.mkdir(parents=True, exist_ok=True)
         self._events_dir.mkdir(exist_ok=True)
         self._tmp_dir.mkdir(exist_ok=True)
@@ -220,13 +220,6 @@ class ParquetEventStore(StoreBase):
         finally:
             tmp.unlink(missing_ok=True)
         self._fsync(p)
-
-    def _half_created(self, entry: os.DirEntry[str]) -> bool:
-        if entry.name == "events":
-            return entry.is_dir(follow_symlinks=False) and not any(os.scandir(entry.path))
-        if entry.name == "_tmp":
-            return entry.is_dir(follow_symlinks=False)
-        return entry.name.startswith(f".{MARKER}.") and entry.is_file(follow_symlinks=False)
 
     # ------------------------------------------------------------------ the writer's lock
     @property
@@ -671,6 +664,15 @@ class ParquetEventStore(StoreBase):
         summary["path"] = str(self.path)
         summary["files"] = len(self._files)
         return summary
+
+
+def _half_created(entry: os.DirEntry[str]) -> bool:
+    """Whether ``entry`` of a folder without a marker is what a crashed creation leaves."""
+    if entry.name == "events":
+        return entry.is_dir(follow_symlinks=False) and not any(os.scandir(entry.path))
+    if entry.name == "_tmp":
+        return entry.is_dir(follow_symlinks=False)
+    return entry.name.startswith(f".{MARKER}.") and entry.is_file(follow_symlinks=False)
 
 
 def _as_list(at: int | list[int]) -> list[int]:
