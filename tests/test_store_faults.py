@@ -117,6 +117,7 @@ def _inject(func: str, root: Path) -> None:
             store.durable = False
             if not hit:
                 break
+            out["same_object"] = [(e.position, e.stream_id, e.version) for e in store.read_all()]
             try:
                 store.append("after", events(1))
                 out["next"] = "ok"
@@ -181,6 +182,7 @@ def test_an_io_error_at_any_os_call_of_a_commit_has_an_outcome_the_reopened_stor
             assert r["errno"] == r["code"], r
         else:
             assert seen == committed, r
+        assert [tuple(e) for e in r["same_object"]] == seen, r  # the erring object knows too
         if r["raised"] == "CommitUnconfirmedError":
             assert r["positions"] == [2, 5] and "ARE committed" in r["message"], r
         if r["raised"] is None or (r["raised"] == "StoreIOError" and r["code"] == errno.ENOSPC):
