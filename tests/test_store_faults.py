@@ -233,7 +233,7 @@ def test_publishing_onto_an_existing_file_refuses_and_leaves_it_unchanged(tmp_pa
     assert fresh.read_bytes() == b"other" and final.read_bytes() == b"committed"
 
 
-def test_a_commit_onto_a_file_another_writer_published_stores_nothing_and_stops(tmp_path):
+def test_a_commit_onto_a_file_another_writer_published_stores_and_overwrites_nothing(tmp_path):
     """Two writers that both believe they hold the lock: the second publish is refused."""
     store = ParquetEventStore(tmp_path / "s")
     store.append("seed", events(1))
