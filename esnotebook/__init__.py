@@ -19,11 +19,13 @@ from .commands import (
 )
 from .deadletter import DeadLetterQueue
 from .errors import (
+    CommitUnconfirmedError,
     ConcurrencyError,
     DomainException,
     EventDataError,
     EventStoreError,
     StoreCorruptedError,
+    StoreIOError,
     StoreLockedError,
 )
 from .events import CANONICAL_COLUMNS, NewEvent, RecordedEvent, new_id
@@ -70,6 +72,7 @@ __all__ = [
     "CommandBus",
     "CommandResult",
     "CommandTimeout",
+    "CommitUnconfirmedError",
     "ConcurrencyError",
     "CustomerValue",
     "DeadLetterQueue",
@@ -115,6 +118,7 @@ __all__ = [
     "SnapshotStore",
     "Step",
     "StoreCorruptedError",
+    "StoreIOError",
     "StoreLockedError",
     "Trace",
     "TransientFault",

@@ -7,12 +7,16 @@ expected and what was found.
 
 from __future__ import annotations
 
+import errno as _errno
+
 __all__ = [
+    "CommitUnconfirmedError",
     "ConcurrencyError",
     "DomainException",
     "EventDataError",
     "EventStoreError",
     "StoreCorruptedError",
+    "StoreIOError",
     "StoreLockedError",
 ]
 
@@ -48,6 +52,37 @@ class StoreLockedError(EventStoreError):
 
 class StoreCorruptedError(EventStoreError):
     """A file of the store is damaged or does not belong there."""
+
+
+class StoreIOError(EventStoreError, OSError):
+    """An I/O error (disk full, EIO) stopped a write: nothing of it was stored, a retry is safe.
+
+    ``errno`` is the operating system's error number. After a full disk (``disk_full``) the
+    store object keeps working once there is space again; after any other I/O error it
+    refuses to write until the store is opened again.
+    """
+
+    def __init__(self, message: str, *, errno: int | None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+    @property
+    def disk_full(self) -> bool:
+        return self.errno in (_errno.ENOSPC, _errno.EDQUOT)
+
+
+class CommitUnconfirmedError(EventStoreError):
+    """A commit IS stored and visible, but an I/O error after it leaves its durability unconfirmed.
+
+    The events at ``positions`` are committed: do not repeat the append blindly (a retry
+    with ``expected_version`` is safe: it raises :class:`ConcurrencyError` when the events
+    are there). The store object refuses to write until the store is opened again.
+    """
+
+    def __init__(self, message: str, *, errno: int | None, positions: range) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.positions = positions
 
 
 class DomainException(Exception):

@@ -4,7 +4,7 @@ Layout (version 3; docs/parquet-layout.md has the details and recipes for DuckDB
 pyarrow)::
 
     store/
-      esnotebook-store.json              marks the folder as a store (format and version)
+      esnotebook-store.json              marks the folder as a store (format, version, store_id)
       LOCK                               held by the one writer process (flock)
       events/
         000000000001-000000000010.parquet  one commit: positions first-last, in position
@@ -14,12 +14,12 @@ pyarrow)::
       _tmp/                              commits being written; never read; the next writer
                                          removes what a crashed one left
 
-A commit is written into ``_tmp/``, flushed and fsynced, then renamed into ``events/`` in one
-atomic step (and the folder fsynced), so a crash at any instant leaves either the whole
-commit or none of it. Files are in position order and each is sorted, so the canonical event
-frame is one ``scan_parquet`` over the files: no sort. Each file's key-value metadata
-(``esnotebook.fields``) lists, per event type in it, that type's fields, so an event's
-``data`` holds exactly its type's fields.
+A commit is written into ``_tmp/``, flushed and fsynced, then published into ``events/`` in one
+atomic step that never replaces a file (``_commit.py``; the folder is fsynced), so a crash at
+any instant leaves either the whole commit or none of it. Files are in position order and
+each is sorted, so the canonical event frame is one ``scan_parquet`` over the files: no sort.
+Each file's key-value metadata (``esnotebook.fields``) lists, per event type in it, that
+type's fields, so an event's ``data`` holds exactly its type's fields.
 
 ``compact()`` merges runs of files into bigger ones the same way; a file whose range lies
 inside another's is superseded and ignored until the writer removes it. Readers never take
@@ -46,9 +46,16 @@ import polars as pl
 from .. import _schema
 from .._atomic import fsync_path
 from .._schema import Schema
-from ..errors import EventStoreError, StoreCorruptedError, StoreLockedError
+from ..errors import (
+    CommitUnconfirmedError,
+    EventStoreError,
+    StoreCorruptedError,
+    StoreIOError,
+    StoreLockedError,
+)
 from ..events import RecordedEvent
 from ._cache import StreamCache
+from ._commit import commit_file, publish
 from ._files import FIELDS_KEY, file_name_match, resolve, validate_file, widest
 from ._files import File as _File
 from ._frames import HEADER_SCHEMA, events_from_frame, frame_from_events
@@ -86,6 +93,12 @@ class ParquetEventStore(StoreBase):
     other. The first write takes the store's lock and keeps it until :meth:`close` (or
     the end of a ``with`` block); another process that tries to write meanwhile gets
     :class:`StoreLockedError`, after waiting up to ``lock_timeout`` seconds.
+
+    An I/O error during a write raises :class:`StoreIOError` (nothing stored; a retry is
+    safe) or :class:`CommitUnconfirmedError` (the commit IS stored, its durability not
+    confirmed; retry only with ``expected_version``). After either (a full disk with nothing
+    stored excepted), or after its ``LOCK`` was deleted or its folder re-created, the object
+    refuses to write and lets go of the lock: open the store again.
 
     Parameters
     ----------
@@ -128,7 +141,6 @@ class ParquetEventStore(StoreBase):
         self.durable = durable
         self._events_dir = self.path / "events"
         self._tmp_dir = self.path / "_tmp"
-        self._lock = WriterLock(self.path)
         self._files: list[_File] = []
         self._firsts: list[int] = []  # first position of each live file, for bisect
         self._known: dict[str, _File] = {}  # validated files, by name
@@ -152,35 +164,62 @@ class ParquetEventStore(StoreBase):
                 "empty folder, or a path that does not exist yet)"
             )
         marker = p / MARKER
-        if p.is_dir() and marker.exists():
-            try:
-                info = json.loads(marker.read_text())
-                fmt, version = info["format"], info["version"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise StoreCorruptedError(f"{marker}: unreadable store marker ({exc})") from None
-            if fmt != FORMAT or version not in READABLE_VERSIONS:
-                raise EventStoreError(
-                    f"{p}: store format {fmt!r} version {version!r} is not supported "
-                    f"(expected {FORMAT!r} version {' or '.join(map(str, READABLE_VERSIONS))})"
-                )
-            if not self._events_dir.is_dir():
-                raise StoreCorruptedError(f"{self._events_dir}: the events folder is missing")
-            return
+        if not marker.exists():
+            self._create()
+        try:
+            info = json.loads(marker.read_text())
+            fmt, version, store_id = info["format"], info["version"], info.get("store_id")
+            if not isinstance(store_id, str | None):
+                raise TypeError(f"store_id must be a string (got {store_id!r})")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreCorruptedError(f"{marker}: unreadable store marker ({exc})") from None
+        if fmt != FORMAT or version not in READABLE_VERSIONS:
+            raise EventStoreError(
+                f"{p}: store format {fmt!r} version {version!r} is not supported "
+                f"(expected {FORMAT!r} version {' or '.join(map(str, READABLE_VERSIONS))})"
+            )
+        if not self._events_dir.is_dir():
+            raise StoreCorruptedError(f"{self._events_dir}: the events folder is missing")
+        #: The id the store got when it was created (``None`` for stores made before ids).
+        self.store_id: str | None = store_id
+        self._lock = WriterLock(p)
+        self._stopped: EventStoreError | None = None  # the error that stopped this writer
+
+    def _create(self) -> None:
+        """Create the store, or finish creating one that a crash interrupted.
+
+        The marker is published last, without replacing one, so a crash at any point leaves
+        no folder, an empty one, or a half-created one (an empty ``events/``, ``_tmp/`` and
+        an older version's marker temporaries), which this finishes.
+        """
+        p = self.path
         if p.is_dir():
-            foreign = sorted(e.name for e in os.scandir(p))
+            entries = list(os.scandir(p))
+            foreign = sorted(e.name for e in entries if not _half_created(e))
             if foreign:
                 shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
                 raise EventStoreError(
                     f"{p} is not an esnotebook store: it has no {MARKER} but holds {len(foreign)} "
                     f"entries ({shown}); expected an existing store, an empty folder or a new path"
                 )
+            for e in entries:
+                if e.name.startswith(f".{MARKER}."):
+                    Path(e.path).unlink(missing_ok=True)
         p.mkdir(parents=True, exist_ok=True)
         self._events_dir.mkdir(exist_ok=True)
         self._tmp_dir.mkdir(exist_ok=True)
-        tmp = p / f".{MARKER}.{uuid.uuid4().hex}"
-        tmp.write_text(json.dumps({"format": FORMAT, "version": FORMAT_VERSION}) + "\n")
-        os.replace(tmp, marker)
-        self._sync_dir(p)
+        info = {"format": FORMAT, "version": FORMAT_VERSION, "store_id": uuid.uuid4().hex}
+        tmp = self._tmp_dir / f"{MARKER}.{uuid.uuid4().hex}"
+        tmp.write_text(json.dumps(info) + "\n")
+        try:
+            self._fsync(tmp)
+            publish(tmp, p / MARKER)
+        except OSError:
+            if not (p / MARKER).exists():
+                raise  # not another process creating the same store at the same time
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._fsync(p)
 
     # ------------------------------------------------------------------ the writer's lock
     @property
@@ -193,7 +232,7 @@ class ParquetEventStore(StoreBase):
             return
         if not self._lock.take(self.lock_timeout):
             raise StoreLockedError(
-                f"{self.path} is locked by another writer (pid {self._lock.holder()}); only one "
+                f"{self.path} is locked by another writer ({self._lock.holder()}); only one "
                 f"process may write at a time. Close the store there, or pass lock_timeout=... "
                 f"to wait (waited {self.lock_timeout:g} s)"
             )
@@ -220,9 +259,26 @@ class ParquetEventStore(StoreBase):
     @contextmanager
     def _writing(self) -> Iterator[None]:
         with self._mutex:
-            self._acquire()
-            self._refresh()
-            yield
+            if self._stopped is not None:
+                text = (
+                    f"{self.path}: this store object stopped writing after an error, and wrote "
+                    f"nothing now; open the store again to write. The error: {self._stopped}"
+                )
+                if isinstance(self._stopped, StoreLockedError):
+                    raise StoreLockedError(text)
+                raise StoreIOError(text, errno=getattr(self._stopped, "errno", None))
+            try:
+                self._acquire()
+                self._lock.check()
+                self._refresh()
+                yield
+            except (StoreIOError, CommitUnconfirmedError, StoreLockedError) as exc:
+                # Past the lock (or its check) these say the disk failed or another writer is
+                # at work: this object's view of the store can no longer be trusted.
+                if self._lock.held and not (isinstance(exc, StoreIOError) and exc.disk_full):
+                    self._stopped = exc
+                    self.close()  # let a store opened again take the lock
+                raise
 
     def _tidy(self) -> None:
         """With the lock held: delete unfinished commits and superseded files."""
@@ -420,18 +476,17 @@ class ParquetEventStore(StoreBase):
         name = f"{first:012d}-{last:012d}.parquet"
         tmp = self._tmp_dir / f"{name}.{uuid.uuid4().hex}"
         final = self._events_dir / name
-        try:
+
+        def write(path: Path) -> None:
             frame.write_parquet(
-                tmp, compression=self.compression, statistics=True,
+                path, compression=self.compression, statistics=True,
                 metadata={FIELDS_KEY: json.dumps(fields, separators=(",", ":"))},
             )  # fmt: skip
-            if self.durable:
-                fsync_path(tmp)
-            os.rename(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        self._sync_dir(self._events_dir)
+
+        commit_file(
+            write, tmp, final, durable=self.durable, check=self._lock.check, store=self.path,
+            positions=range(first, last + 1),
+        )  # fmt: skip
         schema = frame.schema
         written = _File(first, last, final, {t: {n: schema[n] for n in names} for t, names in fields.items()})
         # Superseded files (compaction) are dropped from the view; new ones are appended.
@@ -442,7 +497,7 @@ class ParquetEventStore(StoreBase):
         self._listing_stamp = os.stat(self._events_dir).st_mtime_ns
         return written
 
-    def _sync_dir(self, path: Path) -> None:
+    def _fsync(self, path: Path) -> None:
         if self.durable:
             fsync_path(path)
 
@@ -609,6 +664,15 @@ class ParquetEventStore(StoreBase):
         summary["path"] = str(self.path)
         summary["files"] = len(self._files)
         return summary
+
+
+def _half_created(entry: os.DirEntry[str]) -> bool:
+    """Whether ``entry`` of a folder without a marker is what a crashed creation leaves."""
+    if entry.name == "events":
+        return entry.is_dir(follow_symlinks=False) and not any(os.scandir(entry.path))
+    if entry.name == "_tmp":
+        return entry.is_dir(follow_symlinks=False)
+    return entry.name.startswith(f".{MARKER}.") and entry.is_file(follow_symlinks=False)
 
 
 def _as_list(at: int | list[int]) -> list[int]:
