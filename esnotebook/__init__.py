@@ -23,6 +23,7 @@ from .errors import (
     DomainException,
     EventDataError,
     EventStoreError,
+    StoreChangedError,
     StoreCorruptedError,
     StoreLockedError,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "Snapshot",
     "SnapshotStore",
     "Step",
+    "StoreChangedError",
     "StoreCorruptedError",
     "StoreLockedError",
     "Trace",

@@ -12,6 +12,7 @@ __all__ = [
     "DomainException",
     "EventDataError",
     "EventStoreError",
+    "StoreChangedError",
     "StoreCorruptedError",
     "StoreLockedError",
 ]
@@ -48,6 +49,11 @@ class StoreLockedError(EventStoreError):
 
 class StoreCorruptedError(EventStoreError):
     """A file of the store is damaged or does not belong there."""
+
+
+class StoreChangedError(EventStoreError, FileNotFoundError):
+    """A lazy scan was collected after a compaction replaced the files it was planned on;
+    nothing is wrong with the store: call ``scan()`` again."""
 
 
 class DomainException(Exception):
