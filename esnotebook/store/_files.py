@@ -63,9 +63,11 @@ def file_name_match(name: str) -> re.Match[str] | None:
 def file_checksum(path: Path) -> int:
     """The CRC32 of the file's bytes."""
     crc = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            crc = zlib.crc32(chunk, crc)
+    buffer = bytearray(_CHUNK)  # one buffer, read into: no allocation per chunk
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buffer):
+            crc = zlib.crc32(view[:n], crc)
     return crc
 
 
