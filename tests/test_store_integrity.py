@@ -101,6 +101,32 @@ def test_verify_reads_every_file_again_and_reports_older_files_as_unchecked(tmp_
         reader.verify()
 
 
+def test_a_layout_3_store_opens_unchanged_and_its_first_writer_marks_it_layout_4(tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "s"
+    one_by_one(path, 2).close()
+    for f in (path / "events").iterdir():  # as layout 3 wrote them: no checksum, no store id
+        kv = {k: v for k, v in pq.read_metadata(f).metadata.items() if k != b"esnotebook.store_id"}
+        pq.write_table(pq.read_table(f).replace_schema_metadata(kv), f.with_name(f.name.split(".")[0] + ".parquet"))
+        f.unlink()
+    (path / "HEAD").unlink()
+    (path / "esnotebook-store.json").write_text('{"format": "esnotebook-parquet", "version": 3}')
+    before = event_files(path)
+    assert ParquetEventStore(path).verify()["checked"].to_list() == [False, False]
+    assert event_files(path) == before  # reading changes nothing
+    with ParquetEventStore(path) as writer:
+        writer.append("s0", [NewEvent("Counted", {"i": 2})])
+    marker = json.loads((path / "esnotebook-store.json").read_text())
+    assert marker["version"] == 4 and marker["store_id"]
+    new = events_file(path, 3, 3)
+    assert pq.read_metadata(new).metadata[b"esnotebook.store_id"].decode() == marker["store_id"]
+    assert ParquetEventStore(path).verify()["checked"].to_list() == [False, False, True]
+    assert recorded_head(path) == 3
+
+
 def test_a_file_of_another_store_is_refused_even_under_a_name_of_this_store(tmp_path):
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     one_by_one(ours, 4).close()
@@ -198,6 +224,30 @@ ParquetEventStore({str(path)!r}).append("s0", [NewEvent("Counted", {{"i": 2}})])
     assert store.to_polars()["i"].to_list() == [0, 1, 2]
     store.append("s0", [NewEvent("Counted", {"i": 3})])
     assert recorded_head(path) == 4
+
+
+def test_a_damaged_head_record_is_named_with_what_to_do(tmp_path):
+    path = tmp_path / "s"
+    one_by_one(path, 2).close()
+    (path / "HEAD").write_text("00000000000000000007 00000000\n")
+    with pytest.raises(StoreCorruptedError, match=r"HEAD: unreadable head record .* delete it"):
+        ParquetEventStore(path)
+    (path / "HEAD").unlink()
+    assert ParquetEventStore(path).head_position == 2
+
+
+# ---------------------------------------------------------------------------- lazy scans
+def test_a_scan_planned_before_a_compaction_says_to_scan_again(tmp_path):
+    path = tmp_path / "s"
+    one_by_one(path, 6).close()
+    reader = ParquetEventStore(path)
+    planned = reader.scan(from_position=2)
+    with ParquetEventStore(path) as compactor:  # as another process would: the files go
+        compactor.compact()
+    with pytest.raises(StoreChangedError, match=r"call scan\(\) again"):
+        planned.collect()
+    assert reader.scan(from_position=2).collect()["i"].to_list() == [2, 3, 4, 5]
+    assert reader.to_polars()["i"].to_list() == list(range(6))
 
 
 # ---------------------------------------------------------------------------- coarse clocks
