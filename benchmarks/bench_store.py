@@ -9,9 +9,10 @@ same work in this same run, with the ratio::
 
 Targets (issue 2, 2-core machine): append_frame >= 1 M events/s into either store; a loop of
 single-order appends into memory >= 5x eventsourcing's in-memory save rate; reading a 10 M
-event Parquet store into the canonical frame >= 10 M events/s. Issue 13: the CRC32 check of
-every file on a freshly opened store costs little beside the same files unchecked (named as
-layout 3 named them), for a full read and for a rebuild.
+event Parquet store into the canonical frame >= 10 M events/s. Issue 13: what the CRC32
+check of every file costs a freshly opened store (one pass over the file's bytes, once per
+store object), beside the same files unchecked (named as layout 3 named them), for a full
+read and for a rebuild.
 """
 
 from __future__ import annotations
