@@ -9,7 +9,10 @@ same work in this same run, with the ratio::
 
 Targets (issue 2, 2-core machine): append_frame >= 1 M events/s into either store; a loop of
 single-order appends into memory >= 5x eventsourcing's in-memory save rate; reading a 10 M
-event Parquet store into the canonical frame >= 10 M events/s.
+event Parquet store into the canonical frame >= 10 M events/s. Issue 13: what the CRC32
+check of every file costs a freshly opened store (one pass over the file's bytes, once per
+store object), beside the same files unchecked (named as layout 3 named them), for a full
+read and for a rebuild.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 import polars as pl
 
 from esnotebook.events import NewEvent
+from esnotebook.readmodels import OrderSummaryFrame
 from esnotebook.store import InMemoryEventStore, ParquetEventStore
 
 ITEMS = 8
@@ -151,6 +155,22 @@ def row(what: str, events: int, ours: float, peer_name: str, peer: float | None)
         print(f"{what:<46} {rate:>14,.0f} {peer_rate:>14,.0f} {rate / peer_rate:>7.1f}x  {peer_name}")
 
 
+def checked_vs_unchecked(path: Path, repeats: int) -> None:
+    """A full read and a rebuild on a freshly opened store (each file checked against its
+    CRC32 once per store object), beside a copy whose files carry layout 3 names (unchecked)."""
+    plain = path.with_name(path.name + "-unchecked")
+    shutil.copytree(path, plain)
+    for f in (plain / "events").iterdir():
+        f.rename(f.with_name(f.name.split(".")[0] + ".parquet"))
+    n = len(ParquetEventStore(path))
+    for what, run in (
+        ("to_polars", lambda store: store.to_polars()),
+        ("rebuild OrderSummaryFrame", lambda store: OrderSummaryFrame().rebuild(store.scan())),
+    ):
+        ours, peer = timed_pair(lambda: run(ParquetEventStore(path)), lambda: run(ParquetEventStore(plain)), repeats)
+        row(f"{what}, fresh store, CRC32-checked ({n:,} ev)", n, ours, "the same files, unchecked", peer)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2_000_000, help="events for the bulk rows (default 2 M)")
@@ -192,6 +212,7 @@ def main() -> None:
             lambda: ParquetEventStore(tmp / "read").to_polars(), lambda: pl.scan_parquet(files).collect(), args.repeats
         )
         row(f"read parquet -> canonical frame ({n:,} ev, {len(files)} files)", n, ours, "bare pl.scan_parquet(files).collect()", peer)
+        checked_vs_unchecked(tmp / "read", args.repeats)
         mem = InMemoryEventStore()
         mem.append_frame(frame)
         ours = timed(lambda: mem.to_polars(), args.repeats)

@@ -15,6 +15,7 @@ __all__ = [
     "DomainException",
     "EventDataError",
     "EventStoreError",
+    "StoreChangedError",
     "StoreCorruptedError",
     "StoreIOError",
     "StoreLockedError",
@@ -83,6 +84,11 @@ class CommitUnconfirmedError(EventStoreError):
         super().__init__(message)
         self.errno = errno
         self.positions = positions
+
+
+class StoreChangedError(EventStoreError, FileNotFoundError):
+    """A lazy scan was collected after a compaction replaced the files it was planned on;
+    nothing is wrong with the store: call ``scan()`` again."""
 
 
 class DomainException(Exception):

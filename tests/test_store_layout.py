@@ -4,6 +4,7 @@ per field name across event types, and fast per-stream reads on the Parquet stor
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -31,6 +32,11 @@ def item(order: str, sku: str = "s", quantity: int = 1) -> NewEvent:
     return NewEvent("ItemAdded", {"order_id": order, "sku": sku, "quantity": quantity, "price": 100})
 
 
+def ranged(name: str) -> str:
+    """A file's name without its checksum and suffix: ``<first>-<last>``."""
+    return name.split(".")[0]
+
+
 def fields_of(file: Path) -> dict[str, list[str]]:
     return json.loads(pq.read_metadata(file).metadata[b"esnotebook.fields"])
 
@@ -45,8 +51,9 @@ def test_each_commit_is_one_file_named_by_its_positions_in_position_order(tmp_pa
         }))  # fmt: skip
         store.append("order-1", [NewEvent("OrderShipped", {"order_id": "1"})])
     names = sorted(p.name for p in (tmp_path / "s" / "events").iterdir())
-    assert names == ["000000000001-000000000003.parquet", "000000000004-000000000006.parquet",
-                     "000000000007-000000000007.parquet"]  # fmt: skip
+    assert [ranged(n) for n in names] == ["000000000001-000000000003", "000000000004-000000000006",
+                                          "000000000007-000000000007"]  # fmt: skip
+    assert all(re.fullmatch(r"\d{12}-\d{12}\.[0-9a-f]{8}\.parquet", n) for n in names)
     second = tmp_path / "s" / "events" / names[1]
     frame = pl.read_parquet(second)
     assert frame["position"].to_list() == [4, 5, 6]
@@ -136,7 +143,7 @@ def scans(monkeypatch):
     real = pl.scan_parquet
 
     def spy(source, **kwargs):
-        calls.append([Path(f).name for f in (source if isinstance(source, list) else [source])])
+        calls.append([ranged(Path(f).name) for f in (source if isinstance(source, list) else [source])])
         return real(source, **kwargs)
 
     monkeypatch.setattr(pl, "scan_parquet", spy)
@@ -156,10 +163,10 @@ def test_read_stream_opens_only_the_files_that_hold_the_stream(tmp_path, scans):
     reader.stream_version("order-2")  # builds the index (one scan of every file)
     scans.clear()
     assert [e.version for e in reader.read_stream("order-2")] == [1, 2, 3]
-    assert scans == [["000000000005-000000000006.parquet", "000000000013-000000000013.parquet"]]
+    assert scans == [["000000000005-000000000006", "000000000013-000000000013"]]
     scans.clear()
     assert reader.read_stream("order-4", from_version=2)[0].data["sku"] == "s"
-    assert scans == [["000000000009-000000000010.parquet"]]
+    assert scans == [["000000000009-000000000010"]]
 
 
 def test_the_stream_index_survives_compaction_and_follows_other_writers(tmp_path, scans):
@@ -173,7 +180,7 @@ def test_the_stream_index_survives_compaction_and_follows_other_writers(tmp_path
     scans.clear()
     events = reader.read_stream("order-1")
     assert [(e.version, e.position) for e in events] == [(1, 3), (2, 4), (3, 14)]
-    assert scans[-1] == ["000000000001-000000000006.parquet", "000000000014-000000000014.parquet"]
+    assert scans[-1] == ["000000000001-000000000006", "000000000014-000000000014"]
 
 
 def test_a_load_after_a_save_in_the_same_process_reads_no_file(tmp_path, scans):

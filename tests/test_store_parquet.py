@@ -256,12 +256,15 @@ def test_stream_numbers_survive_reopening_and_compaction(tmp_path):
 
 
 def _as_layout_2(path: Path) -> None:
-    """Rewrite a store as layout 2 wrote it: no stream_number column, marker version 2."""
+    """Rewrite a store as layout 2 wrote it: no stream_number column, no checksum in the
+    names, no store id, marker version 2."""
     import pyarrow.parquet as pq
 
-    for f in (path / "events").iterdir():
-        kv = pq.read_metadata(f).metadata
-        pq.write_table(pq.read_table(f).drop(["stream_number"]).replace_schema_metadata(kv), f)
+    for f in list((path / "events").iterdir()):
+        kv = {k: v for k, v in pq.read_metadata(f).metadata.items() if k != b"esnotebook.store_id"}
+        old = f.with_name(f.name.split(".")[0] + ".parquet")
+        pq.write_table(pq.read_table(f).drop(["stream_number"]).replace_schema_metadata(kv), old)
+        f.unlink()
     (path / "esnotebook-store.json").write_text('{"format": "esnotebook-parquet", "version": 2}')
 
 
@@ -405,6 +408,13 @@ def _damage_field_without_column(file: Path) -> None:
     assert "colour" not in pq.read_schema(file).names
 
 
+def events_file(path: Path, first: int, last: int) -> Path:
+    """The committed file of positions ``first..last`` (its name ends with its checksum)."""
+    (found,) = (path / "events").glob(f"{first:012d}-{last:012d}.*parquet")
+    return found
+
+
+@pytest.mark.parametrize("naming", ["checksum", "layout 3"])
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -418,7 +428,9 @@ def _damage_field_without_column(file: Path) -> None:
         (_damage_wrong_row_count, r"holds 1 events, but its name promises 3 \(positions 4..6\)"),
     ],
 )
-def test_a_damaged_file_raises_store_corrupted_error_naming_it_and_nothing_is_lost(tmp_path, damage, message):
+def test_a_damaged_file_raises_store_corrupted_error_naming_it_and_nothing_is_lost(tmp_path, damage, message, naming):
+    """A file named with its checksum fails that check, whatever the damage; a file of
+    layout 3 (no checksum) fails the footer checks."""
     path = tmp_path / "s"
     with ParquetEventStore(path) as store:
         store.append("order-1", order_events("1", 2))
@@ -426,12 +438,16 @@ def test_a_damaged_file_raises_store_corrupted_error_naming_it_and_nothing_is_lo
         store.append("order-2", [NewEvent("ItemAdded", {"order_id": "2", "sku": "a", "quantity": 1, "price": 1}),
                                  NewEvent("ItemAdded", {"order_id": "2", "sku": "b", "quantity": 1, "price": 1}),
                                  NewEvent("ItemAdded", {"order_id": "2", "sku": "c", "quantity": 1, "price": 1})])  # fmt: skip
-    victim = path / "events" / "000000000004-000000000006.parquet"
+    victim = events_file(path, 4, 6)
+    if naming == "layout 3":
+        victim = victim.rename(path / "events" / "000000000004-000000000006.parquet")
+    else:
+        message = r"damaged file \(positions 4..6\): its bytes have CRC32"
     saved = victim.read_bytes()
     others = {p: p.read_bytes() for p in path.rglob("*.parquet") if p != victim}
     damage(victim)
     for attempt in ("open", "write"):
-        with pytest.raises(StoreCorruptedError, match=rf"000000000004-000000000006.parquet: .*{message}"):
+        with pytest.raises(StoreCorruptedError, match=rf"{victim.name}: .*{message}"):
             if attempt == "open":
                 ParquetEventStore(path)
             else:
@@ -449,7 +465,7 @@ def test_a_missing_commit_file_is_reported_as_missing_positions(tmp_path):
     with ParquetEventStore(path) as store:
         for i in range(3):
             store.append(f"s{i}", [NewEvent("A", {"i": i})])
-    (path / "events" / "000000000002-000000000002.parquet").unlink()
+    events_file(path, 2, 2).unlink()
     with pytest.raises(StoreCorruptedError, match=r"positions 2\.\.2 are missing"):
         ParquetEventStore(path)
 
@@ -470,7 +486,7 @@ def test_a_version_1_store_is_refused_with_a_clear_error(tmp_path):
     """Layout v1 (a folder per commit) is not read by this version; the error says so."""
     ParquetEventStore(tmp_path / "s").close()
     (tmp_path / "s" / "esnotebook-store.json").write_text('{"format": "esnotebook-parquet", "version": 1}')
-    with pytest.raises(EventStoreError, match=r"version 1 is not supported \(expected 'esnotebook-parquet' version 2 or 3\)"):
+    with pytest.raises(EventStoreError, match=r"version 1 is not supported \(expected 'esnotebook-parquet' version 2 or 3 or 4\)"):
         ParquetEventStore(tmp_path / "s")
 
 
@@ -573,8 +589,8 @@ def test_a_file_deleted_under_an_open_store_is_reported_not_retried_forever(tmp_
         store.append("order-2", order_events("2", 1))
     reader = ParquetEventStore(path)
     assert len(reader.to_polars()) == 5
-    (path / "events" / "000000000001-000000000003.parquet").unlink()
+    events_file(path, 1, 3).unlink()
     t0 = time.monotonic()
-    with pytest.raises(StoreCorruptedError, match=r"positions 1\.\.3 are missing \(next file is 000000000004-000000000005.parquet\)"):
+    with pytest.raises(StoreCorruptedError, match=r"positions 1\.\.3 are missing \(next file is 000000000004-000000000005\.[0-9a-f]{8}\.parquet\)"):
         reader.to_polars()
     assert time.monotonic() - t0 < 5

@@ -51,8 +51,6 @@ class Dataset:
         return round(self.orders * expected_events_per_order(**self.knobs))
 
     def recipe(self, *, orders: int | None = None, seed: int | None = None) -> dict[str, Any]:
-        from ..store.parquet import FORMAT_VERSION
-
         return {
             "name": self.name,
             "orders": self.orders if orders is None else orders,
@@ -60,8 +58,9 @@ class Dataset:
             "days": self.days,
             "start": _START.isoformat(),
             "knobs": self.knobs,
-            # A working copy made by an older esnotebook is rebuilt, not misread.
-            "store_format": FORMAT_VERSION,
+            # A working copy made by an older esnotebook is rebuilt, not misread. Layout 4
+            # only added checksums and reads layout 3 unchanged: copies of 3 stay valid.
+            "store_format": 3,
         }
 
     def _repr_html_(self) -> str:

@@ -34,23 +34,22 @@ _POLARS_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 def commit_file(
-    write: Callable[[Path], None],
+    write: Callable[[Path], Path],
     tmp: Path,
-    final: Path,
     *,
     durable: bool,
     check: Callable[[], None],
     store: Path,
     positions: range,
-) -> None:
-    """Write ``tmp`` with ``write``, then publish it as ``final``; ``check`` runs just before.
-
-    ``store`` and ``positions`` name the commit in error messages.
+) -> Path:
+    """Write ``tmp`` with ``write``, which returns the final path (it may depend on the bytes
+    written: a checksum), then publish it there; ``check`` runs just before. Returns the
+    final path. ``store`` and ``positions`` name the commit in error messages.
     """
     what = f"positions {positions.start}..{positions.stop - 1}"
     try:
         try:
-            write(tmp)
+            final = write(tmp)
         except pl.exceptions.PolarsError as exc:
             found = _POLARS_OS_ERROR.search(str(exc))
             if found is None:

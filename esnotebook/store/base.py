@@ -442,6 +442,11 @@ class StoreBase:
         concatenation: no sort. ``event_types`` and the position range become filters
         that the Parquet reader pushes down to row-group statistics.
 
+        With the Parquet store, the frame reads the files committed when ``scan()`` was
+        called: if a compaction in another process replaces them before it is collected,
+        collecting raises :class:`~esnotebook.errors.StoreChangedError` (the store is
+        intact; call ``scan()`` again). :meth:`to_polars` retries by itself.
+
         Parameters
         ----------
         event_types

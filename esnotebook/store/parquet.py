@@ -1,16 +1,18 @@
 """The Parquet event store: a folder of immutable Parquet files that any Arrow tool can read.
 
-Layout (version 3; docs/parquet-layout.md has the details and recipes for DuckDB, polars,
+Layout (version 4; docs/parquet-layout.md has the details and recipes for DuckDB, polars,
 pyarrow)::
 
     store/
       esnotebook-store.json              marks the folder as a store (format, version, store_id)
       LOCK                               held by the one writer process (flock)
+      HEAD                               the committed head, written after each commit
       events/
-        000000000001-000000000010.parquet  one commit: positions first-last, in position
-                                           order, the header (with each event's stream
-                                           number) then the union of the payload fields of
-                                           its event types
+        000000000001-000000000010.<crc>.parquet
+                                         one commit: positions first-last, in position
+                                         order, the header (with each event's stream
+                                         number) then the union of the payload fields of
+                                         its event types; <crc> is the CRC32 of its bytes
       _tmp/                              commits being written; never read; the next writer
                                          removes what a crashed one left
 
@@ -22,20 +24,29 @@ Each file's key-value metadata (``esnotebook.fields``) lists, per event type in 
 type's fields, so an event's ``data`` holds exactly its type's fields.
 
 ``compact()`` merges runs of files into bigger ones the same way; a file whose range lies
-inside another's is superseded and ignored until the writer removes it. Readers never take
-the lock; when a compaction in another process removes files under a read, the read lists
-the folder again and retries.
+inside another's is superseded and ignored until the writer removes it (after checking the
+file that covers it). Readers never take the lock; when a compaction in another process
+removes files under a read, the read lists the folder again and retries.
+
+Nothing committed goes missing unnoticed: a file is checked against its CRC32 the first time
+this process lists it (:func:`._files.validate_file`; :meth:`ParquetEventStore.verify`
+checks every file again), carries the store's id, and ``HEAD`` holds a lower bound of the
+head (it is written after the commit's rename), so newest files deleted behind the store's
+back are a :class:`StoreCorruptedError`, not a silent rollback that hands positions out again.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import os
 import shutil
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -44,19 +55,23 @@ from typing import Any, Literal, TypeVar
 import polars as pl
 
 from .. import _schema
-from .._atomic import fsync_path
+from .._atomic import fsync_path, write_json
 from .._schema import Schema
 from ..errors import (
     CommitUnconfirmedError,
     EventStoreError,
+    StoreChangedError,
     StoreCorruptedError,
     StoreIOError,
     StoreLockedError,
 )
 from ..events import RecordedEvent
 from ._cache import StreamCache
-from ._commit import commit_file, publish
-from ._files import FIELDS_KEY, file_name_match, resolve, validate_file, widest
+from ._commit import commit_file
+from ._files import (
+    FIELDS_KEY, STORE_ID_KEY, file_checksum, file_name, file_name_match, resolve, validate_file,
+    widest,
+)  # fmt: skip
 from ._files import File as _File
 from ._frames import HEADER_SCHEMA, events_from_frame, frame_from_events
 from ._lock import WriterLock
@@ -66,16 +81,22 @@ __all__ = ["ParquetEventStore"]
 
 MARKER = "esnotebook-store.json"
 FORMAT = "esnotebook-parquet"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: Layout 2 lacked the ``stream_number`` column; its stores open, and their numbers are
-#: filled in on read (and written into any file that compaction rewrites).
-READABLE_VERSIONS = (2, 3)
+#: filled in on read (and written into any file that compaction rewrites). Files of layouts
+#: 2 and 3 have no checksum in their names: they open unchecked.
+READABLE_VERSIONS = (2, 3, 4)
+#: The file beside the marker that records the committed head (20 digits, then its CRC32).
+HEAD = "HEAD"
 _CAST = pl.ScanCastOptions(integer_cast=["upcast", "allow-float"], missing_struct_fields="insert")
 
 #: How long a read disturbed by a concurrent compaction (files replaced under it) retries.
 _RETRY_SECONDS = 30.0
 #: Well above the coarse clock tick (1-10 ms) that stamps directory modification times.
 _MTIME_TICK_NS = 50_000_000
+#: The tick of file systems that stamp whole seconds (ext4 with small inodes, NAS and FUSE
+#: mounts) or two (FAT): a folder whose mtime is a whole second is trusted only after this.
+_COARSE_TICK_NS = 2_000_000_000
 #: Events this process wrote or read, kept by stream so that loading an aggregate right
 #: after saving it costs no file I/O (least recently used streams go first).
 _CACHE_EVENTS = 100_000
@@ -150,6 +171,7 @@ class ParquetEventStore(StoreBase):
         self._cache = StreamCache(limit=_CACHE_EVENTS)
         self._listing_stamp: int | None = None
         self._open_folder()
+        self.store_id: str | None = _read_marker(self.path).get("store_id")
         # Leftovers of crashed writers are removed by the next writer when it takes the
         # lock, not here: a reader taking the lock, even briefly, could make a real writer
         # fail with StoreLockedError. Readers ignore leftovers anyway.
@@ -281,19 +303,39 @@ class ParquetEventStore(StoreBase):
                 raise
 
     def _tidy(self) -> None:
-        """With the lock held: delete unfinished commits and superseded files."""
+        """With the lock held: delete unfinished commits and superseded files, and mark an
+        older store as layout 4 before this writer adds files of layout 4 to it.
+
+        A file is superseded when its range lies inside another's. That other file is
+        validated (checksum, footer, store id) first: a stray or damaged file that merely
+        has a wide name is a :class:`StoreCorruptedError`, and nothing is deleted.
+        """
         self._tmp_dir.mkdir(exist_ok=True)
         for entry in os.scandir(self._tmp_dir):
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
             else:
                 Path(entry.path).unlink(missing_ok=True)
+        self._upgrade_marker()
         names = self._file_names()
-        live = {name for name, _, _ in resolve(names, self._events_dir)}
-        for name, _, _ in names:
-            if name not in live:
-                (self._events_dir / name).unlink(missing_ok=True)
-                self._known.pop(name, None)
+        live = resolve(names, self._events_dir)
+        superseded = sorted(set(names) - set(live))
+        for name, first, last in live:
+            if name not in self._known and any(first <= a and b <= last for _, a, b in superseded):
+                self._known[name] = self._validate(name, first, last)
+        for name, _, _ in superseded:
+            (self._events_dir / name).unlink(missing_ok=True)
+            self._known.pop(name, None)
+
+    def _upgrade_marker(self) -> None:
+        """Give the marker layout version 4 and a store id, if it lacks either: an older
+        esnotebook then refuses the store instead of misreading its new files."""
+        marker = self.path / MARKER
+        info = _read_marker(self.path)
+        if info.get("version") != FORMAT_VERSION or not info.get("store_id"):
+            info.update(version=FORMAT_VERSION, store_id=info.get("store_id") or str(uuid.uuid4()))
+            write_json(marker, info, durable=self.durable)
+        self.store_id = info["store_id"]
 
     # ------------------------------------------------------------------ the listing
     def _file_names(self) -> list[tuple[str, int, int]]:
@@ -303,10 +345,56 @@ class ParquetEventStore(StoreBase):
             if m is None or not entry.is_file():
                 raise StoreCorruptedError(
                     f"{entry.path}: unexpected entry in the events folder (expected files "
-                    "named <first position>-<last position>.parquet, 12 digits each)"
+                    "named <first position>-<last position>.<crc32>.parquet, 12 digits each, "
+                    "8 hex digits of CRC32; files of older layouts have no CRC)"
                 )
             found.append((entry.name, int(m.group(1)), int(m.group(2))))
-        return found
+        return sorted(found)
+
+    def _recorded_head(self) -> int:
+        """The head in ``HEAD``: a lower bound of the committed head (0 if not recorded)."""
+        path = self.path / HEAD
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return 0  # a store of an older layout
+        head, _, crc = text.partition(" ")
+        if not head.isdigit() or crc.strip() != f"{zlib.crc32(head.encode()):08x}":
+            raise StoreCorruptedError(
+                f"{path}: unreadable head record (expected '<position> <its CRC32>', found "
+                f"{text[:40]!r}); delete it to open the store without checking for missing "
+                "newest files"
+            )
+        return int(head)
+
+    def _record_head(self, head: int) -> None:
+        """Write ``head`` into ``HEAD``, after its commit is visible (so never ahead of it).
+
+        Overwritten in place, at a fixed width (a rename over it would make ext4 flush it,
+        milliseconds per commit); its CRC32 tells a torn read, which the listing retries.
+        No fsync: after a machine crash the record may be older, which a lower bound allows.
+        """
+        digits = f"{head:020d}"
+        try:
+            fd = os.open(self.path / HEAD, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.pwrite(fd, f"{digits} {zlib.crc32(digits.encode()):08x}\n".encode(), 0)
+            finally:
+                os.close(fd)
+        except OSError:
+            # The commit is visible already: an error now would invite a second append of
+            # it. The record left behind is older, so still a lower bound; the next commit
+            # writes it again.
+            pass
+
+    def _check_head(self, live: list[tuple[str, int, int]], recorded: int) -> None:
+        head = live[-1][2] if live else 0
+        if head < recorded:
+            raise StoreCorruptedError(
+                f"{self._events_dir}: positions {head + 1}..{recorded} are missing: the store "
+                f"recorded {recorded} committed events (in {HEAD}, or seen by this store object), "
+                f"but its newest file ends at position {head}"
+            )
 
     def _refresh(self) -> None:
         """Bring the view of committed files up to date (cheap when nothing changed)."""
@@ -315,40 +403,55 @@ class ParquetEventStore(StoreBase):
             if stamp == self._listing_stamp:
                 return
             listed_at = time.time_ns()
-            deadline = time.monotonic() + _RETRY_SECONDS
-            listing = resolve(self._file_names(), self._events_dir)
-            known = dict(self._known)  # a file's name fixes its content: validate once
-            pause = 0.001
-            while True:
-                try:
-                    files = []
-                    for name, first, last in listing:
-                        f = known.get(name)
-                        if f is None:
-                            f = known[name] = self._validate(name, first, last)
-                        files.append(f)
-                    break
-                except (FileNotFoundError, StoreCorruptedError):
-                    # A compaction in another process may have replaced files while we
-                    # looked: what vanished or looked half-written was superseded. Damage
-                    # is reported only when a fresh listing shows the same files.
-                    time.sleep(pause)
-                    pause = min(pause * 2, 0.05)
-                    fresh = resolve(self._file_names(), self._events_dir)
-                    if fresh == listing or time.monotonic() > deadline:
-                        raise
-                    listing = fresh
-            old_head = self._head
-            self._install(files)
-            # Directory mtimes come from the kernel's coarse clock: a change within the same
-            # tick as our listing keeps the mtime. Trust the stamp only when it is older
-            # than any tick; otherwise list again next time.
-            self._listing_stamp = stamp if listed_at - stamp > _MTIME_TICK_NS else None
-            if self._versions is not None and self._head > old_head:
-                try:
-                    self._update_index(old_head)
-                except FileNotFoundError:
-                    self._versions = self._anchors = None  # compacted under us; rebuilt on use
+            files = self._listed_files()
+            if [f.name for f in files] != [f.name for f in self._files]:
+                old_head = self._head
+                self._install(files)
+                if self._versions is not None and self._head > old_head:
+                    try:
+                        self._update_index(old_head)
+                    except FileNotFoundError:
+                        self._versions = self._anchors = None  # compacted under us; rebuilt on use
+            # A commit within the same tick of the folder's clock as our listing keeps its
+            # mtime: trust the stamp only once it is older than any tick. Folders stamped in
+            # whole seconds are on a file system whose tick may be 1 or 2 s.
+            tick = _COARSE_TICK_NS if stamp % 1_000_000_000 == 0 else _MTIME_TICK_NS
+            self._listing_stamp = stamp if listed_at - stamp > tick else None
+
+    def _listed_files(self) -> list[_File]:
+        """The live files as listed now, each validated once, none missing.
+
+        A compaction in another process may replace files while we look: what vanished or
+        looked half-written was superseded. Damage is reported only when a fresh listing
+        shows the same files.
+        """
+        deadline = time.monotonic() + _RETRY_SECONDS
+        pause = 0.001
+        seen = None
+        while True:
+            # HEAD before the listing: it is written after its commit's rename, so a listing
+            # made after reading it shows that commit.
+            recorded = max(self._recorded_head(), self._head)
+            names = self._file_names()
+            try:
+                live = resolve(names, self._events_dir)
+                self._check_head(live, recorded)
+                # A file's name fixes its content: validate once. The CRC32 runs without
+                # the GIL, so the files are checked side by side.
+                new = [entry for entry in live if entry[0] not in self._known]
+                if len(new) > 1:
+                    with ThreadPoolExecutor(min(len(new), os.cpu_count() or 1)) as pool:
+                        checked = list(pool.map(lambda entry: self._validate(*entry), new))
+                else:
+                    checked = [self._validate(*entry) for entry in new]
+                self._known.update((f.name, f) for f in checked)
+                return [self._known[name] for name, _, _ in live]
+            except (FileNotFoundError, StoreCorruptedError):
+                if names == seen or time.monotonic() > deadline:
+                    raise
+                seen = names
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
 
     def _install(self, files: list[_File]) -> None:
         self._files = files
@@ -380,7 +483,19 @@ class ParquetEventStore(StoreBase):
         self._accept_schemas(schemas)
 
     def _validate(self, name: str, first: int, last: int) -> _File:
-        return validate_file(self._events_dir / name, first, last)
+        m = file_name_match(name)
+        assert m is not None
+        checksum = None if m.group(3) is None else int(m.group(3), 16)
+        f = validate_file(self._events_dir / name, first, last, checksum)
+        if f.store_id is not None and f.store_id != self.store_id:
+            # The marker may have been given an id since this object read it.
+            self.store_id = self.store_id or _read_marker(self.path).get("store_id")
+            if f.store_id != self.store_id:
+                raise StoreCorruptedError(
+                    f"{f.path}: belongs to another store (its store id is {f.store_id!r}, this "
+                    f"store's is {self.store_id!r}); it was copied in from elsewhere"
+                )
+        return f
 
     # ------------------------------------------------------------------ the stream index
     def _load_versions(self) -> dict[str, int]:
@@ -473,22 +588,29 @@ class ParquetEventStore(StoreBase):
                     self._cache.drop(stream)
 
     def _write_file(self, frame: pl.DataFrame, first: int, last: int, fields: dict[str, list[str]]) -> _File:
-        name = f"{first:012d}-{last:012d}.parquet"
-        tmp = self._tmp_dir / f"{name}.{uuid.uuid4().hex}"
-        final = self._events_dir / name
+        tmp = self._tmp_dir / f"{first:012d}-{last:012d}.{uuid.uuid4().hex}"
+        metadata = {FIELDS_KEY: json.dumps(fields, separators=(",", ":"))}
+        if self.store_id is not None:
+            metadata[STORE_ID_KEY] = self.store_id
+        checksum = 0
 
-        def write(path: Path) -> None:
-            frame.write_parquet(
-                path, compression=self.compression, statistics=True,
-                metadata={FIELDS_KEY: json.dumps(fields, separators=(",", ":"))},
-            )  # fmt: skip
+        def write(path: Path) -> Path:
+            nonlocal checksum
+            frame.write_parquet(path, compression=self.compression, statistics=True, metadata=metadata)
+            checksum = file_checksum(path)
+            return self._events_dir / file_name(first, last, checksum)
 
-        commit_file(
-            write, tmp, final, durable=self.durable, check=self._lock.check, store=self.path,
+        final = commit_file(
+            write, tmp, durable=self.durable, check=self._lock.check, store=self.path,
             positions=range(first, last + 1),
         )  # fmt: skip
+        if last > self._head:
+            self._record_head(last)
         schema = frame.schema
-        written = _File(first, last, final, {t: {n: schema[n] for n in names} for t, names in fields.items()})
+        written = _File(
+            first, last, final, {t: {n: schema[n] for n in names} for t, names in fields.items()},
+            checksum=checksum, store_id=self.store_id,
+        )  # fmt: skip
         # Superseded files (compaction) are dropped from the view; new ones are appended.
         keep = [f for f in self._files if not (f.first >= first and f.last <= last)]
         self._files = sorted([*keep, written], key=lambda f: f.first)
@@ -505,12 +627,12 @@ class ParquetEventStore(StoreBase):
     def _events_frame(self) -> pl.LazyFrame | None:
         if not self._files:
             return None
-        return pl.scan_parquet(
-            [str(f.path) for f in self._files],
-            schema={**HEADER_SCHEMA, **self._field_union()},
-            missing_columns="insert",
-            cast_options=_CAST,
-        )
+        from polars.io.plugins import register_io_source
+
+        schema = {**HEADER_SCHEMA, **self._field_union()}
+        # A plain function of the paths (no store inside), so the plan pickles (dask).
+        source = functools.partial(_scan_files, [str(f.path) for f in self._files], schema)
+        return register_io_source(source, schema=schema, explain_name="esnotebook files")
 
     def _with_stream_numbers(self, lf: pl.LazyFrame) -> pl.LazyFrame:
         if all(f.numbered for f in self._files):
@@ -615,6 +737,61 @@ class ParquetEventStore(StoreBase):
         self._refresh()
         return [f.path for f in self._files]
 
+    def verify(self) -> pl.DataFrame:
+        """Check every committed file in full, and that none is missing.
+
+        Reads each file's bytes against the CRC32 its name records, checks its footer and
+        that it belongs to this store, and checks the files against the head the store
+        recorded. Files of layouts 2 and 3 have no checksum: they are checked without one
+        and reported with ``checked`` false. Unlike ordinary reads, which check a file the
+        first time this process lists it, this looks at every file again.
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per file, in position order: ``file``, ``first``, ``last`` (its
+            positions) and ``checked`` (whether a checksum covered it).
+
+        Raises
+        ------
+        StoreCorruptedError
+            Naming every damaged, foreign or missing file and its positions.
+
+        Examples
+        --------
+        >>> import esnotebook as es, tempfile
+        >>> store = es.ParquetEventStore(tempfile.mkdtemp() + "/shop")
+        >>> _ = store.append("order-1", [es.NewEvent("OrderPlaced", {"customer": "c-1"})])
+        >>> store.verify().select("first", "last", "checked").row(0)
+        (1, 1, True)
+        """
+
+        def check() -> list[_File]:
+            with self._mutex:
+                recorded = max(self._recorded_head(), self._head)
+                live = resolve(self._file_names(), self._events_dir)
+                self._check_head(live, recorded)
+                files, damaged = [], []
+                for name, first, last in live:
+                    try:
+                        files.append(self._validate(name, first, last))
+                    except StoreCorruptedError as exc:
+                        damaged.append(str(exc))
+                if damaged:
+                    raise StoreCorruptedError(
+                        f"{len(damaged)} of {len(live)} files are damaged: " + "; ".join(damaged)
+                    )
+                return files
+
+        files = self._retrying(check)
+        return pl.DataFrame(
+            {
+                "file": [f.name for f in files], "first": [f.first for f in files],
+                "last": [f.last for f in files], "checked": [f.checksum is not None for f in files],
+            },
+            schema={"file": pl.String, "first": pl.Int64, "last": pl.Int64, "checked": pl.Boolean},
+        )  # fmt: skip
+
     def size_on_disk(self) -> int:
         """Bytes used by the committed event files."""
         return sum(f.stat().st_size for f in self.files())
@@ -677,3 +854,37 @@ def _half_created(entry: os.DirEntry[str]) -> bool:
 
 def _as_list(at: int | list[int]) -> list[int]:
     return at if isinstance(at, list) else [at]
+
+
+def _read_marker(path: Path) -> dict[str, Any]:
+    marker = path / MARKER
+    try:
+        info = json.loads(marker.read_text())
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        raise StoreCorruptedError(f"{marker}: unreadable store marker ({exc})") from None
+    return info
+
+
+def _scan_files(
+    paths: list[str], schema: Schema, with_columns: list[str] | None, predicate: pl.Expr | None,
+    n_rows: int | None, batch_size: int | None,
+) -> Iterator[pl.DataFrame]:
+    """The scan behind :meth:`ParquetEventStore.scan` (a polars IO source), over the files
+    it was planned on; :class:`StoreChangedError` if a compaction has removed one since."""
+    lf = pl.scan_parquet(paths, schema=schema, missing_columns="insert", cast_options=_CAST)
+    if predicate is not None:
+        lf = lf.filter(predicate)
+    if with_columns is not None:
+        lf = lf.select(with_columns)
+    if n_rows is not None:
+        lf = lf.head(n_rows)
+    try:
+        yield from lf.collect_batches(chunk_size=batch_size)
+    except FileNotFoundError as exc:
+        raise StoreChangedError(
+            f"a compaction replaced the files this scan was planned on ({exc}); the store is "
+            "intact: call scan() again and collect that (to_polars() and read_all() retry "
+            "by themselves)"
+        ) from None
