@@ -242,7 +242,7 @@ def test_a_commit_onto_a_file_another_writer_published_stores_and_overwrites_not
     taken = other / "events" / next(p.name for p in (other / "events").iterdir())
     with pytest.raises(StoreLockedError, match="another writer"):
         _commit.commit_file(
-            lambda path: path.write_bytes(b"ours"), tmp_path / "s" / "_tmp" / "t", taken,
+            lambda path: path.write_bytes(b"ours") and taken, tmp_path / "s" / "_tmp" / "t",
             durable=True, check=lambda: None, store=other, positions=range(1, 3),
         )  # fmt: skip
     assert view(other) == [(1, "x", 1), (2, "x", 2)]

@@ -83,6 +83,7 @@ def commit_file(
             "object stopped writing: open the store again once the disk is healthy",
             errno=exc.errno, positions=positions,
         ) from exc  # fmt: skip
+    return final
 
 
 def _not_stored(exc: OSError, store: Path, what: str) -> StoreIOError:

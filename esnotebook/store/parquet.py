@@ -67,7 +67,7 @@ from ..errors import (
 )
 from ..events import RecordedEvent
 from ._cache import StreamCache
-from ._commit import commit_file
+from ._commit import commit_file, publish
 from ._files import (
     FIELDS_KEY, STORE_ID_KEY, file_checksum, file_name, file_name_match, resolve, validate_file,
     widest,
