@@ -179,6 +179,30 @@ def test_a_stray_file_whose_name_covers_the_store_makes_the_writer_delete_nothin
     assert ParquetEventStore(path).to_polars()["i"].to_list() == list(range(61))
 
 
+def test_two_files_of_one_range_from_two_writers_are_an_error_and_neither_is_deleted(tmp_path):
+    """Checksums make the names of two writers' commits differ: the pair is refused, not
+    taken as one file superseding the other."""
+    path = tmp_path / "s"
+    writer = one_by_one(path, 3)
+    writer.close()
+    twin = tmp_path / "twin"
+    shutil.copytree(path, twin)
+    first = ParquetEventStore(path)
+    first.append("s0", [NewEvent("Counted", {"i": 100})])
+    second = ParquetEventStore(twin)
+    second.append("s0", [NewEvent("Counted", {"i": 200})])  # same store id, same position 4
+    second.close()
+    (ours,) = (path / "events").glob("000000000004-000000000004.*")
+    (theirs,) = (twin / "events").glob("000000000004-000000000004.*")
+    assert ours.name != theirs.name
+    shutil.copy(theirs, path / "events" / theirs.name)  # as a second writer would publish it
+    before = event_files(path)
+    for act in (lambda: ParquetEventStore(path), lambda: first.append("s1", [NewEvent("Counted", {"i": 5})])):
+        with pytest.raises(StoreCorruptedError, match=r"both hold positions 4\.\.4"):
+            act()
+    assert event_files(path) == before
+
+
 # ---------------------------------------------------------------------------- a missing tail
 def test_deleted_newest_files_are_an_error_and_their_positions_are_never_handed_out_again(tmp_path):
     path = tmp_path / "s"
