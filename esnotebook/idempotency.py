@@ -162,8 +162,6 @@ class DurableIdempotency:
         self._unsaved: list[tuple[Any, ...]] = []
         if self.path is not None:
             self._load()
-        else:
-            self._persist(self._take_in(store.head_position))
 
     # ------------------------------------------------------------------ middleware
     def __call__(self, command: Command, next: Callable[[Command], CommandResult]) -> CommandResult:
@@ -172,8 +170,7 @@ class DurableIdempotency:
             return next(command)
         if key is None:
             result = next(command)
-            if result.events and result.events[0].position == self._seen + 1:
-                self._seen = result.events[-1].position  # they carry no key: nothing to take in
+            self._passed(result.events)  # they carry no key: nothing to take in
             return result
         first = self._records.get(key)
         if first is None:
@@ -229,11 +226,16 @@ class DurableIdempotency:
     def _record(self, key: str, result: CommandResult) -> None:
         events = result.events
         command = result.command
-        if events:
-            found = self._take_in(events[0].position - 1)
-            self._seen = max(self._seen, events[-1].position)
-        else:
-            found = self._take_in(self.store.head_position)
+        try:
+            found = self._take_in(events[0].position - 1 if events else self.store.head_position)
+        except Exception as exc:  # noqa: BLE001 - the command is done; a later look catches up
+            found = []
+            warnings.warn(
+                f"idempotency key {key!r}: the keys of the events stored before this command's "
+                f"could not be read ({type(exc).__name__}: {exc}); they are read at the next "
+                "key not seen yet", RuntimeWarning, stacklevel=2,
+            )  # fmt: skip
+        self._passed(events)
         record = (
             key, type(command).__name__, command.command_id, result.status,
             events[0].position if events else None, events[-1].position if events else None,
@@ -242,6 +244,11 @@ class DurableIdempotency:
         self._records[key] = record
         self._results[key] = result
         self._persist([*found, record])
+
+    def _passed(self, events: tuple[Any, ...]) -> None:
+        """Move ``_seen`` past ``events``, whose keys are known, if nothing lies between."""
+        if events and events[0].position - 1 <= self._seen:
+            self._seen = max(self._seen, events[-1].position)
 
     # ------------------------------------------------------------------ persistence
     def _persist(self, records: list[tuple[Any, ...]]) -> None:
@@ -260,10 +267,10 @@ class DurableIdempotency:
                 self.compact()
         except Exception as exc:  # noqa: BLE001 - the commands are done; see the message
             warnings.warn(
-                f"idempotency keys could not be written to {self.path} ({type(exc).__name__}: "
-                f"{exc}); the commands are done, their keys are kept in memory and written with "
-                "the next key file, and after a restart recovered from the events' metadata",
-                RuntimeWarning, stacklevel=4,
+                f"idempotency keys: a write to {self.path} failed ({type(exc).__name__}: {exc}); "
+                "the commands are done, keys not in a file yet are kept in memory and written "
+                "with the next key file, and after a restart recovered from the events' metadata",
+                RuntimeWarning, stacklevel=2,
             )  # fmt: skip
 
     def _load(self) -> None:
@@ -286,9 +293,9 @@ class DurableIdempotency:
         self._persist(self._take_in(self.store.head_position))
 
     def _take_in(self, head: int) -> list[tuple[Any, ...]]:
-        """The new records of the keys on events after ``_seen`` up to ``head``, whose key
-        file was never written (a crash, a full disk, another process), read back from the
-        events' metadata; ``_seen`` becomes ``head``."""
+        """Record the keys stamped on the events after ``_seen`` up to ``head`` that no
+        record holds (a crash before the key file, a full disk, another process); return the
+        new records. ``_seen`` becomes ``head``."""
         if head <= self._seen:
             return []
         lf = self.store.scan(from_position=self._seen, to_position=head, with_metadata=True).select(
