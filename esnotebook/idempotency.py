@@ -226,16 +226,7 @@ class DurableIdempotency:
     def _record(self, key: str, result: CommandResult) -> None:
         events = result.events
         command = result.command
-        try:
-            found = self._take_in(events[0].position - 1 if events else self.store.head_position)
-        except Exception as exc:  # noqa: BLE001 - the command is done; a later look catches up
-            found = []
-            warnings.warn(
-                f"idempotency key {key!r}: the keys of the events stored before this command's "
-                f"could not be read ({type(exc).__name__}: {exc}); they are read at the next "
-                "key not seen yet", RuntimeWarning, stacklevel=2,
-            )  # fmt: skip
-        self._passed(events)
+        self._passed(events)  # what lies between is taken in before the next new key
         record = (
             key, type(command).__name__, command.command_id, result.status,
             events[0].position if events else None, events[-1].position if events else None,
@@ -243,7 +234,7 @@ class DurableIdempotency:
         )  # fmt: skip
         self._records[key] = record
         self._results[key] = result
-        self._persist([*found, record])
+        self._persist([record])
 
     def _passed(self, events: tuple[Any, ...]) -> None:
         """Move ``_seen`` past ``events``, whose keys are known, if nothing lies between."""
