@@ -117,24 +117,35 @@ def test_a_key_lost_by_one_writer_is_found_by_the_next_before_it_records_a_highe
     store.close()
 
 
-def fail_events_fsync(monkeypatch, events: Path, code: int) -> list[int]:
-    """Make the first ``os.fsync`` of the events folder (after a commit's rename) raise."""
-    real, hits = os.fsync, []
+def fail_events_folder_sync(monkeypatch, events: Path, call: str, code: int) -> list[str]:
+    """Make the first ``os.<call>`` on the events folder (its sync after a commit's rename)
+    raise ``OSError(code)``."""
+    real, hits = getattr(os, call), []
 
-    def fsync(fd):
-        if not hits and Path(os.readlink(f"/proc/self/fd/{fd}")) == events:
-            hits.append(fd)
-            raise OSError(code, os.strerror(code))
-        return real(fd)
+    def is_events(fd_or_path) -> bool:
+        if call == "open":
+            return Path(fd_or_path).resolve() == events
+        return Path(os.readlink(f"/proc/self/fd/{fd_or_path}")) == events
 
-    monkeypatch.setattr(os, "fsync", fsync)
+    def failing(target, *args, **kwargs):
+        if hits or not is_events(target):
+            return real(target, *args, **kwargs)
+        hits.append(call)
+        if call == "close":
+            real(target)  # the kernel releases the descriptor even when close reports an error
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, call, failing)
     return hits
 
 
-@pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC])
-def test_an_append_that_raised_after_its_commit_is_found_by_its_key(tmp_path, monkeypatch, code):
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [("open", errno.EIO), ("fsync", errno.EIO), ("fsync", errno.ENOSPC), ("close", errno.EIO)],
+)
+def test_an_append_that_raised_after_its_commit_is_found_by_its_key(tmp_path, monkeypatch, call, code):
     store, bus = open_bus(tmp_path / "s")
-    hits = fail_events_fsync(monkeypatch, (tmp_path / "s" / "events").resolve(), code)
+    hits = fail_events_folder_sync(monkeypatch, (tmp_path / "s" / "events").resolve(), call, code)
     with pytest.raises(OSError) as raised:
         bus.dispatch(AddStock("sku-1", 5, idempotency_key="k-1"))
     assert hits and len(store) == 1  # the events are stored although append raised
