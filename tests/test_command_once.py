@@ -15,9 +15,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import esnotebook as es
 from esnotebook.examples import AddStock, Inventory, order_domain_bus
@@ -32,7 +35,8 @@ def open_bus(path, **kwargs):
 
 
 def stock(store) -> int:
-    return order_domain_bus(store).repository(Inventory).load("sku-1", use_snapshots=False).on_hand
+    repo = order_domain_bus(store).repository(Inventory)
+    return repo.load("sku-1", use_snapshots=False).on_hand if repo.exists("sku-1") else 0
 
 
 def fail_replace(monkeypatch, folder: str, code: int, times: int = 1_000_000) -> list[str]:
@@ -234,4 +238,65 @@ def test_a_sigkilled_sender_after_a_lost_key_file_repeats_nothing_after_a_restar
     statuses = [bus.dispatch(AddStock("sku-1", 9, idempotency_key=f"k-{i}")).status for i in (1, 2, 3)]
     assert statuses == ["duplicate"] * 3
     assert stock(store) == 10 and duplicate_side_effects(store).height == 0
+    store.close()
+
+
+FAULTS = ["none", "snapshot write", "key file", "events folder sync", "commit rename"]
+
+
+def inject(mp: pytest.MonkeyPatch, fault: str, events: Path) -> None:
+    if fault == "snapshot write":
+        fail_replace(mp, "snapshots", errno.ENOSPC)
+    elif fault == "key file":
+        fail_replace(mp, "idempotency", errno.ENOSPC)
+    elif fault == "events folder sync":  # after the rename: committed, but append raises
+        fail_events_folder_sync(mp, events, "fsync", errno.EIO)
+    elif fault == "commit rename":  # before the rename: nothing stored
+        real = os.rename
+
+        def rename(src, dst):
+            if Path(dst).parent == events:
+                raise OSError(errno.EIO, os.strerror(errno.EIO), str(dst))
+            return real(src, dst)
+
+        mp.setattr(os, "rename", rename)
+
+
+@settings(max_examples=12, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2), st.integers(1, 9), st.sampled_from(FAULTS), st.booleans()),
+        min_size=1, max_size=8,
+    )
+)
+def test_whatever_fails_each_key_is_carried_out_at_most_once(tmp_path_factory, deliveries):
+    """A delivery that returned, or raised saying it was carried out, counts once; one that
+    raised without saying so stored nothing. Restarts in between change nothing."""
+    path = tmp_path_factory.mktemp("once") / "s"
+    store, bus = open_bus(path, snapshot_every=1)
+    events = (path / "events").resolve()
+    done: dict[int, int] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for key, quantity, fault, restart in deliveries:
+            with pytest.MonkeyPatch.context() as mp:
+                inject(mp, fault, events)
+                try:
+                    status = bus.dispatch(AddStock("sku-1", quantity, idempotency_key=f"k-{key}")).status
+                except OSError as exc:
+                    notes = "".join(getattr(exc, "__notes__", []))
+                    status = "carried out" if "carried out" in notes else "not stored"
+            if status == "duplicate":
+                assert key in done
+            elif status != "not stored":
+                assert key not in done
+                done[key] = quantity
+            if restart:
+                store.close()
+                store, bus = open_bus(path, snapshot_every=1)
+        store.close()
+        store, bus = open_bus(path, snapshot_every=1)
+        again = [bus.dispatch(AddStock("sku-1", 1, idempotency_key=f"k-{k}")).status for k in done]
+        assert again == ["duplicate"] * len(done)
+    assert stock(store) == sum(done.values()) and duplicate_side_effects(store).height == 0
     store.close()
