@@ -251,7 +251,8 @@ class DurableIdempotency:
             return
         self._unsaved += records
         try:
-            _atomic.write_parquet(self.path / f"keys-{uuid.uuid4().hex}.parquet", _frame(self._unsaved))
+            name = f"keys-{uuid.uuid4().hex}.parquet"
+            _atomic.write_parquet(self.path / name, _frame(self._unsaved))
             self._unsaved = []
             self._files += 1
             if self._files > MERGE_AFTER:

@@ -303,7 +303,7 @@ class Repository(Generic[A]):
         if state is not None:
             try:
                 self._take(aggregate, recorded[-1], state)
-            except Exception as exc:  # noqa: BLE001 - the command is done; a cache write is not worth failing it
+            except Exception as exc:  # noqa: BLE001 - the events are stored: never fail them for a cache
                 warnings.warn(
                     f"{type(aggregate).__name__} {aggregate.id!r}: the snapshot at version "
                     f"{aggregate.version} was not saved ({type(exc).__name__}: {exc}); the "

@@ -269,7 +269,7 @@ class ParquetSnapshotStore(_Display):
         if not found:
             legacy = self._legacy_file(aggregate_type, aggregate_id)
             found = self._read(legacy) if legacy is not None else []
-        mine = [s for s in found if (s.aggregate_type, s.aggregate_id) == (aggregate_type, aggregate_id)]
+        mine = [s for s in found if s.aggregate_type == aggregate_type and s.aggregate_id == aggregate_id]
         return mine, legacy if mine else None
 
     def _read(self, file: Path) -> list[Snapshot]:
@@ -290,9 +290,8 @@ class ParquetSnapshotStore(_Display):
         """Keep ``snapshot`` (replacing one at the same version), dropping the oldest beyond ``keep``."""
         held, legacy = self._held(snapshot.aggregate_type, snapshot.aggregate_id)
         file = self._file(snapshot.aggregate_type, snapshot.aggregate_id)
-        _atomic.write_parquet(
-            file, _frame(_kept(held, snapshot, self.keep)), durable=self.durable, compression="uncompressed"
-        )
+        frame = _frame(_kept(held, snapshot, self.keep))
+        _atomic.write_parquet(file, frame, durable=self.durable, compression="uncompressed")
         if legacy is not None:
             legacy.unlink(missing_ok=True)
 
