@@ -322,8 +322,10 @@ class Repository(Generic[A]):
                 f"snapshotted ({exc}); override get_state/set_state"
             ) from None
 
-    def _take(self, aggregate: A, last: RecordedEvent, state: str) -> Snapshot:
+    def _take(self, aggregate: A, last: RecordedEvent, state: str | None = None) -> Snapshot:
         assert self.snapshots is not None
+        if state is None:
+            state = self._state(aggregate)
         snapshot = Snapshot(
             self.aggregate_type, aggregate.id, last.version,
             self.aggregate_class.schema_version, last.event_id, now_utc(), state,
@@ -338,7 +340,7 @@ class Repository(Generic[A]):
         stream_id = self.aggregate_class.stream_id_for(id)
         events = self.store.read_stream(stream_id)
         aggregate = self._build(id, stream_id, events, None, None)
-        return self._take(aggregate, events[-1], self._state(aggregate))
+        return self._take(aggregate, events[-1])
 
     def rebuild_snapshots(self) -> int:
         """Delete this class's snapshots and snapshot every one of its aggregates afresh.
