@@ -104,7 +104,7 @@ def test_a_key_file_lost_to_a_full_disk_is_still_a_duplicate_after_a_later_key_a
 def test_a_key_lost_by_one_writer_is_found_by_the_next_before_it_records_a_higher_head(
     tmp_path, monkeypatch
 ):
-    """Two processes take turns on one store; the first loses its key file and stops."""
+    """Two writers (store objects) take turns on one store; the first loses its key file."""
     path = tmp_path / "s"
     es.ParquetEventStore(path).close()
     later, later_bus = open_bus(path)  # made before the first writer's command
