@@ -530,7 +530,9 @@ class InMemoryIdempotency:
     It returns the first command's result with ``status="duplicate"`` and stores nothing.
     Both carried-out and rejected commands are remembered; a command that raised (a bug,
     or concurrency retries running out) is not, so it can be tried again. Keys live in
-    memory only, for this bus's lifetime.
+    memory only, for this bus's lifetime, and a command that raised is not looked for in
+    the store: if an append can fail after its commit (an I/O error on a Parquet store),
+    use :class:`~esnotebook.DurableIdempotency`, which finds such a command by its key.
 
     Examples
     --------

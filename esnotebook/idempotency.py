@@ -9,9 +9,25 @@ Where the keys live
     On a :class:`~esnotebook.ParquetEventStore`, in ``<store.path>/idempotency/`` beside the
     events: each outcome is a small Parquet file written atomically (temporary name, fsync,
     rename) and merged into one file now and then. The bus also stamps the key into the
-    metadata of every event a command stores, so a crash between the append and the key
-    file loses nothing: on opening, keys are recovered from the metadata of the events
-    appended after the last recorded key. On the in-memory store, keys live in memory.
+    metadata of every event a command stores, so the events are the truth and a key file is
+    an index of them. Each key file records a ``head``: every event up to that position that
+    carries a key has its key in the files. On opening, and before a key not seen yet is
+    carried out, keys are taken in from the metadata of the events after the highest
+    ``head`` (a crash between an append and its key file, another process's commands). On
+    the in-memory store, keys live in memory.
+
+When something fails
+    Once a command's events are stored, nothing after that makes it run twice:
+
+    - a key file that cannot be written (a full disk) is a ``RuntimeWarning``, not an
+      error: the command is done, its key stays in memory and goes into the next key file
+      written, and a restart recovers it from the events (a lost *rejection* is decided
+      afresh after a restart: it stored nothing);
+    - a command that raised (an append whose outcome is unknown, say an I/O error after the
+      commit) is looked for in the store by its key: if its events are there, the key is
+      recorded, the exception gets a note saying the command was carried out, and a retry
+      answers ``"duplicate"``; if the store cannot be read, the next command with that key
+      checks again before it runs.
 
 Retention
     ``retention`` (a :class:`~datetime.timedelta`) forgets keys older than that, and
@@ -40,6 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -107,8 +124,10 @@ class DurableIdempotency:
 
     Notes
     -----
-    A command that raised (a transient fault, a bug) is not recorded, so it can be retried.
-    Rejected commands are recorded: a retry gets the same rejection back.
+    A command that raised (a transient fault, a bug) and stored nothing is not recorded,
+    so it can be retried; one that raised after its events were stored is recorded (see
+    "When something fails" in the module docs). Rejected commands are recorded: a retry
+    gets the same rejection back. A key file that cannot be written is a ``RuntimeWarning``.
     """
 
     def __init__(
@@ -137,15 +156,27 @@ class DurableIdempotency:
         base = getattr(store, "path", None)
         self.path: Path | None = Path(base) / "idempotency" if base is not None else None
         self._files = 0
+        # Every event at or below ``_seen`` that carries a key has it in ``_records``;
+        # ``_unsaved`` are the records that no key file holds yet.
+        self._seen = 0
+        self._unsaved: list[tuple[Any, ...]] = []
         if self.path is not None:
             self._load()
 
     # ------------------------------------------------------------------ middleware
     def __call__(self, command: Command, next: Callable[[Command], CommandResult]) -> CommandResult:
         key = command.idempotency_key
-        if key is None or self.mode == "off":
+        if self.mode == "off":
             return next(command)
+        if key is None:
+            result = next(command)
+            self._passed(result.events)  # they carry no key: nothing to take in
+            return result
         first = self._records.get(key)
+        if first is None:
+            # Its events may be stored already: a failed key file, another process.
+            self._persist(self._take_in(self.store.head_position))
+            first = self._records.get(key)
         if first is not None:
             if first[1] != command.command_type:
                 raise ValueError(
@@ -153,9 +184,32 @@ class DurableIdempotency:
                     f"{command.command_type}; a key names one logical request"
                 )
             return self._duplicate(command, KeyRecord(*first))
-        result = next(command)
+        try:
+            result = next(command)
+        except Exception as exc:
+            self._note_outcome(key, exc)
+            raise
         self._record(key, result)
         return result
+
+    def _note_outcome(self, key: str, exc: Exception) -> None:
+        """After a command raised: record its key if its events were stored all the same."""
+        try:
+            self._persist(self._take_in(self.store.head_position))
+        except Exception as check:  # noqa: BLE001 - the command's own error is the one to raise
+            exc.add_note(
+                f"idempotency key {key!r}: whether the command stored its events could not be "
+                f"checked ({type(check).__name__}: {check}); the next command with this key "
+                "checks before it runs"
+            )
+            return
+        first = self._records.get(key)
+        if first is not None:
+            exc.add_note(
+                f"idempotency key {key!r}: the command was carried out all the same (its events "
+                f"are stored at positions {first[4]}..{first[5]}); a retry with this key "
+                "answers 'duplicate'"
+            )
 
     def _duplicate(self, command: Command, first: KeyRecord) -> CommandResult:
         cached = self._results.get(first.idempotency_key)
@@ -172,25 +226,44 @@ class DurableIdempotency:
     def _record(self, key: str, result: CommandResult) -> None:
         events = result.events
         command = result.command
+        self._passed(events)  # what lies between is taken in before the next new key
         record = (
             key, type(command).__name__, command.command_id, result.status,
             events[0].position if events else None, events[-1].position if events else None,
-            None if result.error is None else str(result.error),
-            events[-1].position if events else self.store.head_position, self._clock(),
+            None if result.error is None else str(result.error), self._seen, self._clock(),
         )  # fmt: skip
         self._records[key] = record
         self._results[key] = result
-        if self.path is not None:
-            self._write([record])
+        self._persist([record])
+
+    def _passed(self, events: tuple[Any, ...]) -> None:
+        """Move ``_seen`` past ``events``, whose keys are known, if nothing lies between."""
+        if events and events[0].position - 1 <= self._seen:
+            self._seen = max(self._seen, events[-1].position)
 
     # ------------------------------------------------------------------ persistence
-    def _write(self, records: list[tuple[Any, ...]]) -> None:
-        assert self.path is not None
-        name = f"keys-{uuid.uuid4().hex}.parquet"
-        _atomic.write_parquet(self.path / name, _frame(records))
-        self._files += 1
-        if self._files > MERGE_AFTER:
-            self.compact()
+    def _persist(self, records: list[tuple[Any, ...]]) -> None:
+        """Write ``records``, with any a failed write left, into a new key file.
+
+        A failure is a warning: the commands are done, and their keys stay in memory.
+        """
+        if self.path is None or not records:
+            return
+        self._unsaved += records
+        try:
+            name = f"keys-{uuid.uuid4().hex}.parquet"
+            _atomic.write_parquet(self.path / name, _frame(self._unsaved))
+            self._unsaved = []
+            self._files += 1
+            if self._files > MERGE_AFTER:
+                self.compact()
+        except Exception as exc:  # noqa: BLE001 - the commands are done; see the message
+            warnings.warn(
+                f"idempotency keys: a write to {self.path} failed ({type(exc).__name__}: {exc}); "
+                "the commands are done, keys not in a file yet are kept in memory and written "
+                "with the next key file, and after a restart recovered from the events' metadata",
+                RuntimeWarning, stacklevel=2,
+            )  # fmt: skip
 
     def _load(self) -> None:
         assert self.path is not None
@@ -204,19 +277,20 @@ class DurableIdempotency:
             except (OSError, pl.exceptions.PolarsError) as exc:
                 raise StoreCorruptedError(f"{f}: unreadable idempotency key file ({exc})") from None
         frame = pl.concat(frames) if frames else pl.DataFrame(schema=KEY_SCHEMA)
+        # Taken before retention: a forgotten key is not recovered again.
+        self._seen = int(frame["head"].max() or 0) if frame.height else 0
         frame = self._retained(frame.sort("recorded_at").unique("idempotency_key", keep="first", maintain_order=True))
         for row in frame.iter_rows():
             self._records[row[0]] = row
-        recovered = self._recover(int(frame["head"].max() or 0) if frame.height else 0)
-        if recovered:
-            self._write(recovered)
+        self._persist(self._take_in(self.store.head_position))
 
-    def _recover(self, head: int) -> list[tuple[Any, ...]]:
-        """Keys of commands whose events were stored after ``head`` but whose key file was
-        never written (a crash in between), read back from the events' metadata."""
-        if self.store.head_position <= head:
+    def _take_in(self, head: int) -> list[tuple[Any, ...]]:
+        """Record the keys stamped on the events after ``_seen`` up to ``head`` that no
+        record holds (a crash before the key file, a full disk, another process); return the
+        new records. ``_seen`` becomes ``head``."""
+        if head <= self._seen:
             return []
-        lf = self.store.scan(from_position=head, with_metadata=True).select(
+        lf = self.store.scan(from_position=self._seen, to_position=head, with_metadata=True).select(
             "position", "causation_id", "metadata",
         )
         tail = (
@@ -234,9 +308,10 @@ class DurableIdempotency:
         out = []
         for key, ctype, cid, first, last in tail.iter_rows():
             if key not in self._records:
-                rec = (key, ctype or "?", cid or "", "ok", first, last, None, last, now)
+                rec = (key, ctype or "?", cid or "", "ok", first, last, None, head, now)
                 self._records[key] = rec
                 out.append(rec)
+        self._seen = head
         return out
 
     def _retained(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -257,6 +332,7 @@ class DurableIdempotency:
             # A "keys-0" name sorts first; the merged file is complete before the old go.
             target = self.path / f"keys-0{uuid.uuid4().hex}.parquet"
             _atomic.write_parquet(target, frame)
+            self._unsaved = []
             for f in old:
                 if f != target:
                     f.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import warnings
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -270,6 +271,12 @@ class Repository(Generic[A]):
         else saved to the stream meanwhile, :class:`~esnotebook.ConcurrencyError` is raised,
         nothing is written and the aggregate keeps its pending events (reload and retry).
         ``correlation_id``, ``causation_id`` and ``metadata`` go on every event.
+
+        A snapshot due with this save is written after the append. A state that cannot be
+        snapshotted (not JSON) raises ``TypeError`` before anything is stored; a snapshot
+        write that fails (a full disk, ...) does not fail the save, whose events are stored
+        by then: it issues a ``RuntimeWarning`` naming the aggregate and the error, and the
+        next loads replay from an older snapshot (snapshots are only a cache).
         """
         if not isinstance(aggregate, self.aggregate_class):
             raise TypeError(
@@ -280,6 +287,10 @@ class Repository(Generic[A]):
         if not pending:
             return []
         start = aggregate.version - len(pending)
+        every = self.snapshot_every
+        due = every is not None and start // every < aggregate.version // every
+        # Serialised before the append: a state that cannot be snapshotted stores nothing.
+        state = self._state(aggregate) if due else None
         new = [
             NewEvent(p.type, p.data, metadata=metadata, correlation_id=correlation_id,
                      causation_id=causation_id)
@@ -289,20 +300,32 @@ class Repository(Generic[A]):
         aggregate.mark_saved()
         if type(aggregate) is self.aggregate_class:
             aggregate._origin = self._reload
-        every = self.snapshot_every
-        if every is not None and start // every < aggregate.version // every:
-            self._take(aggregate, recorded[-1])
+        if state is not None:
+            try:
+                self._take(aggregate, recorded[-1], state)
+            except Exception as exc:  # noqa: BLE001 - the events are stored: never fail them for a cache
+                warnings.warn(
+                    f"{type(aggregate).__name__} {aggregate.id!r}: the snapshot at version "
+                    f"{aggregate.version} was not saved ({type(exc).__name__}: {exc}); the "
+                    "events are stored, loads replay from an older snapshot",
+                    RuntimeWarning, stacklevel=2,
+                )  # fmt: skip
         return recorded
 
-    def _take(self, aggregate: A, last: RecordedEvent) -> Snapshot:
-        assert self.snapshots is not None
+    @staticmethod
+    def _state(aggregate: A) -> str:
         try:
-            state = json.dumps(aggregate.get_state(), separators=(",", ":"))
+            return json.dumps(aggregate.get_state(), separators=(",", ":"))
         except (TypeError, ValueError) as exc:
             raise TypeError(
                 f"{type(aggregate).__name__}.get_state() must return JSON-compatible data to be "
                 f"snapshotted ({exc}); override get_state/set_state"
             ) from None
+
+    def _take(self, aggregate: A, last: RecordedEvent, state: str | None = None) -> Snapshot:
+        assert self.snapshots is not None
+        if state is None:
+            state = self._state(aggregate)
         snapshot = Snapshot(
             self.aggregate_type, aggregate.id, last.version,
             self.aggregate_class.schema_version, last.event_id, now_utc(), state,

@@ -7,12 +7,13 @@ replayed in full, so a snapshot can make a load faster but never make it wrong.
 
 Two backends satisfy one :class:`SnapshotStore` protocol: :class:`InMemorySnapshotStore`
 and :class:`ParquetSnapshotStore`, which keeps one small Parquet file per aggregate in the
-event store's folder (``<store>/snapshots/<aggregate type>/<id>.parquet``), replaced
-atomically on every write.
+event store's folder (``<store>/snapshots/<aggregate type>/<hash of the id>.parquet``),
+replaced atomically on every write.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import os
@@ -215,6 +216,16 @@ class ParquetSnapshotStore(_Display):
     Any process may write snapshots: each file is replaced whole, so two writers racing on
     one aggregate can at worst lose one snapshot, never corrupt one.
 
+    A file is named by 32 hex digits of the SHA-256 of the aggregate id, so any id gives a
+    short legal name; the type and id are kept inside, and a file holding another
+    aggregate's rows (a hash collision) is a cache miss. Folders written before this
+    naming (files named by the quoted id) still load, and the next save of an aggregate
+    moves it to its new name.
+
+    :meth:`save` raises what the write raised (``OSError`` on a full disk, ...);
+    :meth:`esnotebook.Repository.save` turns that into a warning, since the events are
+    stored by then and a snapshot is only a cache.
+
     Examples
     --------
     >>> import esnotebook as es, tempfile
@@ -242,8 +253,24 @@ class ParquetSnapshotStore(_Display):
             raise ValueError(f"{self.path} is a file; snapshots need a folder")
 
     def _file(self, aggregate_type: str, aggregate_id: str) -> Path:
-        # Quoting keeps any id a single, reversible file name.
-        return self.path / _quote(aggregate_type) / f"{_quote(aggregate_id)}.parquet"
+        # A fixed-length name: an id of any length fits, temporary name included.
+        digest = hashlib.sha256(aggregate_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return self.path / _quote(aggregate_type) / f"{digest}.parquet"
+
+    def _legacy_file(self, aggregate_type: str, aggregate_id: str) -> Path | None:
+        """Where snapshots were kept before :meth:`_file` (the quoted id), if that name is legal."""
+        name = f"{_quote(aggregate_id)}.parquet"
+        return self.path / _quote(aggregate_type) / name if len(name) <= 255 else None
+
+    def _held(self, aggregate_type: str, aggregate_id: str) -> tuple[list[Snapshot], Path | None]:
+        """The aggregate's snapshots, and the legacy file they came from (if they did)."""
+        legacy = None
+        found = self._read(self._file(aggregate_type, aggregate_id))
+        if not found:
+            legacy = self._legacy_file(aggregate_type, aggregate_id)
+            found = self._read(legacy) if legacy is not None else []
+        mine = [s for s in found if s.aggregate_type == aggregate_type and s.aggregate_id == aggregate_id]
+        return mine, legacy if mine else None
 
     def _read(self, file: Path) -> list[Snapshot]:
         try:
@@ -261,9 +288,12 @@ class ParquetSnapshotStore(_Display):
 
     def save(self, snapshot: Snapshot) -> None:
         """Keep ``snapshot`` (replacing one at the same version), dropping the oldest beyond ``keep``."""
+        held, legacy = self._held(snapshot.aggregate_type, snapshot.aggregate_id)
         file = self._file(snapshot.aggregate_type, snapshot.aggregate_id)
-        kept = _kept(self._read(file), snapshot, self.keep)
-        _atomic.write_parquet(file, _frame(kept), durable=self.durable, compression="uncompressed")
+        frame = _frame(_kept(held, snapshot, self.keep))
+        _atomic.write_parquet(file, frame, durable=self.durable, compression="uncompressed")
+        if legacy is not None:
+            legacy.unlink(missing_ok=True)
 
     def latest(
         self,
@@ -274,25 +304,21 @@ class ParquetSnapshotStore(_Display):
         schema_version: int | None = None,
     ) -> Snapshot | None:
         """The newest snapshot at or below ``max_version`` with this ``schema_version``."""
-        return _pick(self._read(self._file(aggregate_type, aggregate_id)), max_version, schema_version)
+        return _pick(self._held(aggregate_type, aggregate_id)[0], max_version, schema_version)
 
     def _files(self, aggregate_type: str | None, aggregate_id: str | None) -> Iterator[Path]:
         if not self.path.is_dir():
             return
-        if aggregate_type is not None and aggregate_id is not None:
-            file = self._file(aggregate_type, aggregate_id)
-            if file.exists():
-                yield file
-            return
-        folders = (
-            [self.path / _quote(aggregate_type)] if aggregate_type is not None
-            else sorted(p for p in self.path.iterdir() if p.is_dir())
+        types = (
+            [aggregate_type] if aggregate_type is not None
+            else sorted(urllib.parse.unquote(p.name) for p in self.path.iterdir() if p.is_dir())
         )  # fmt: skip
-        for folder in folders:
-            if folder.is_dir():
-                for file in sorted(folder.glob("*.parquet")):
-                    if aggregate_id is None or file.name == f"{_quote(aggregate_id)}.parquet":
-                        yield file
+        for t in types:
+            if aggregate_id is not None:
+                names = [self._file(t, aggregate_id), self._legacy_file(t, aggregate_id)]
+                yield from (f for f in names if f is not None and f.exists())
+            elif (folder := self.path / _quote(t)).is_dir():
+                yield from sorted(folder.glob("*.parquet"))
 
     def delete(self, aggregate_type: str | None = None, aggregate_id: str | None = None) -> int:
         """Delete the snapshots of one aggregate, one type, or all; return how many."""

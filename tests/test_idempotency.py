@@ -3,7 +3,14 @@ survive a restart and a crash between the append and the key file; retention; th
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -152,3 +159,43 @@ def test_a_retried_command_with_the_same_key_changes_nothing(requests):
     assert len(store) == len(first)
     assert bus.repository(Inventory).load("sku-1").on_hand == sum(first.values())
     assert duplicate_side_effects(store).height == 0
+
+
+KILLED_KEY_WRITE = textwrap.dedent(
+    """
+    import os, signal, sys
+    import esnotebook as es
+    from esnotebook.examples import AddStock, order_domain_bus
+    from esnotebook.idempotency import DurableIdempotency
+
+    store = es.ParquetEventStore(sys.argv[1])
+    bus = order_domain_bus(store, middleware=[DurableIdempotency(store)])
+    real = os.replace
+    def replace(src, dst, *args, **kwargs):
+        if "idempotency" in str(dst):
+            os.kill(os.getpid(), signal.SIGKILL)  # the key file is written, not yet renamed
+        return real(src, dst, *args, **kwargs)
+    os.replace = replace
+    bus.dispatch(AddStock("sku-1", 5, idempotency_key="k-1"))
+    """
+)
+
+
+def test_the_temporary_of_a_killed_key_write_is_removed_once_stale(tmp_path):
+    path = tmp_path / "s"
+    es.ParquetEventStore(path).close()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    child = subprocess.run([sys.executable, "-c", KILLED_KEY_WRITE, str(path)], env=env, timeout=120)
+    assert child.returncode == -signal.SIGKILL
+    folder = path / "idempotency"
+    (orphan,) = folder.glob(".*.tmp")
+    an_hour_ago = time.time() - 3601
+    os.utime(orphan, (an_hour_ago, an_hour_ago))
+    live = folder / f".keys-{'b' * 32}.parquet.{'c' * 32}.tmp"  # another process writing it now
+    live.write_bytes(b"half")
+    store = es.ParquetEventStore(path)
+    bus, _ = bus_with_keys(store)  # recovers k-1 from the events and writes its key file
+    assert bus.dispatch(AddStock("sku-1", 5, idempotency_key="k-1")).status == "duplicate"
+    assert sorted(folder.glob(".*.tmp")) == [live]
+    assert bus.repository(Inventory).load("sku-1").on_hand == 5
+    store.close()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
 from esnotebook.errors import ConcurrencyError, EventStoreError
 from esnotebook.examples import Inventory, Order
 from esnotebook.repository import AggregateNotFoundError, Repository
+from esnotebook.snapshots import ParquetSnapshotStore
 
 
 def placed_order(orders, order_id="o-1", **save_kwargs):
@@ -127,3 +131,28 @@ def test_history_shows_the_state_after_every_event(store):
     with pytest.raises(AggregateNotFoundError, match="'nope'"):
         orders.history("nope")
 
+
+
+def test_a_snapshot_write_that_fails_warns_and_the_save_stands(store, tmp_path, monkeypatch):
+    """The events are stored before the snapshot: a full disk there is a warning, not a failure."""
+    real = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if "snaps" in Path(dst).parts:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        return real(src, dst, *args, **kwargs)
+
+    snaps = ParquetSnapshotStore(tmp_path / "snaps")
+    stock = Repository(store, Inventory, snapshots=snaps, snapshot_every=1)
+    item = Inventory("sku-1")
+    item.add_stock(3)
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.warns(RuntimeWarning, match=r"Inventory 'sku-1': the snapshot at version 1 was not "
+                      r"saved \(OSError: \[Errno 28\] No space left on device"):
+        saved = stock.save(item)
+    assert [e.version for e in saved] == [1] and item.pending_events == []
+    assert snaps.latest("Inventory", "sku-1") is None and stock.load("sku-1").on_hand == 3
+    monkeypatch.setattr(os, "replace", real)
+    item.add_stock(1)
+    stock.save(item)
+    assert snaps.latest("Inventory", "sku-1").version == 2
