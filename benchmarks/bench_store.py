@@ -9,7 +9,7 @@ same work in this same run, with the ratio::
 
 Targets (issue 2, 2-core machine): append_frame >= 1 M events/s into either store; a loop of
 single-order appends into memory >= 5x eventsourcing's in-memory save rate; reading a 10 M
-event Parquet store into the canonical frame >= 10 M events/s. Issue 13: what the CRC32
+event Parquet store into the canonical frame >= 10 M events/s. Issue 13: what the CRC32C
 check of every file costs a freshly opened store (one pass over the file's bytes, once per
 store object), beside the same files unchecked (named as layout 3 named them), for a full
 read and for a rebuild.
@@ -157,7 +157,7 @@ def row(what: str, events: int, ours: float, peer_name: str, peer: float | None)
 
 def checked_vs_unchecked(path: Path, repeats: int) -> None:
     """A full read and a rebuild on a freshly opened store (each file checked against its
-    CRC32 once per store object), beside a copy whose files carry layout 3 names (unchecked)."""
+    CRC32C once per store object), beside a copy whose files carry layout 3 names (unchecked)."""
     plain = path.with_name(path.name + "-unchecked")
     shutil.copytree(path, plain)
     for f in (plain / "events").iterdir():
@@ -168,7 +168,7 @@ def checked_vs_unchecked(path: Path, repeats: int) -> None:
         ("rebuild OrderSummaryFrame", lambda store: OrderSummaryFrame().rebuild(store.scan())),
     ):
         ours, peer = timed_pair(lambda: run(ParquetEventStore(path)), lambda: run(ParquetEventStore(plain)), repeats)
-        row(f"{what}, fresh store, CRC32-checked ({n:,} ev)", n, ours, "the same files, unchecked", peer)
+        row(f"{what}, fresh store, CRC32C-checked ({n:,} ev)", n, ours, "the same files, unchecked", peer)
 
 
 def main() -> None:

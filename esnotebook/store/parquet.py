@@ -12,7 +12,7 @@ pyarrow)::
                                          one commit: positions first-last, in position
                                          order, the header (with each event's stream
                                          number) then the union of the payload fields of
-                                         its event types; <crc> is the CRC32 of its bytes
+                                         its event types; <crc> is the CRC32C of its bytes
       _tmp/                              commits being written; never read; the next writer
                                          removes what a crashed one left
 
@@ -28,7 +28,7 @@ inside another's is superseded and ignored until the writer removes it (after ch
 file that covers it). Readers never take the lock; when a compaction in another process
 removes files under a read, the read lists the folder again and retries.
 
-Nothing committed goes missing unnoticed: a file is checked against its CRC32 the first time
+Nothing committed goes missing unnoticed: a file is checked against its CRC32C the first time
 this process lists it (:func:`._files.validate_file`; :meth:`ParquetEventStore.verify`
 checks every file again), carries the store's id, and ``HEAD`` holds a lower bound of the
 head (it is written after the commit's rename), so newest files deleted behind the store's
@@ -345,8 +345,8 @@ class ParquetEventStore(StoreBase):
             if m is None or not entry.is_file():
                 raise StoreCorruptedError(
                     f"{entry.path}: unexpected entry in the events folder (expected files "
-                    "named <first position>-<last position>.<crc32>.parquet, 12 digits each, "
-                    "8 hex digits of CRC32; files of older layouts have no CRC)"
+                    "named <first position>-<last position>.<crc32c>.parquet, 12 digits each, "
+                    "8 hex digits of CRC32C; files of older layouts have no CRC)"
                 )
             found.append((entry.name, int(m.group(1)), int(m.group(2))))
         return sorted(found)
@@ -436,7 +436,7 @@ class ParquetEventStore(StoreBase):
             try:
                 live = resolve(names, self._events_dir)
                 self._check_head(live, recorded)
-                # A file's name fixes its content: validate once. The CRC32 runs without
+                # A file's name fixes its content: validate once. The CRC32C runs without
                 # the GIL, so the files are checked side by side.
                 new = [entry for entry in live if entry[0] not in self._known]
                 if len(new) > 1:
@@ -740,7 +740,7 @@ class ParquetEventStore(StoreBase):
     def verify(self) -> pl.DataFrame:
         """Check every committed file in full, and that none is missing.
 
-        Reads each file's bytes against the CRC32 its name records, checks its footer and
+        Reads each file's bytes against the CRC32C its name records, checks its footer and
         that it belongs to this store, and checks the files against the head the store
         recorded. Files of layouts 2 and 3 have no checksum: they are checked without one
         and reported with ``checked`` false. Unlike ordinary reads, which check a file the
