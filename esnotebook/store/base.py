@@ -25,7 +25,7 @@ import polars as pl
 from .. import _schema
 from .._schema import Schema
 from ..errors import ConcurrencyError, EventDataError
-from ..events import CANONICAL_COLUMNS, NewEvent, RecordedEvent, check_event_type
+from ..events import CANONICAL_COLUMNS, NewEvent, RecordedEvent, check_event_type, check_text
 from ._frames import (
     HEADER,
     canonical_columns,
@@ -61,7 +61,7 @@ def utc_now() -> datetime:
 def _check_stream_id(stream_id: object) -> str:
     if not isinstance(stream_id, str) or not stream_id:
         raise EventDataError(f"stream_id must be a non-empty str (got {stream_id!r})")
-    return stream_id
+    return check_text(stream_id, "stream_id")
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -370,7 +370,7 @@ class StoreBase:
         pred = (pl.col("stream_id") == stream_id) & (pl.col("version") >= from_version)
         if to_version is not None:
             pred &= pl.col("version") <= to_version
-        events = self._retrying(lambda: self._events_where(self.event_types(), pred))
+        events = self._retrying(lambda: self._events_where(None, pred))
         events.sort(key=lambda e: e.version)
         return events
 
@@ -384,16 +384,20 @@ class StoreBase:
         """Events with ``from_position < position <= to_position``, in position order.
 
         An iterator: it reads in chunks, so walking a large store does not hold it all.
+        It reads the store as it was when called: appends made meanwhile (by other
+        threads) are not part of it, and every append is there whole or not at all.
         """
         _check_int("from_position", from_position, 0)
         if to_position is not None:
             _check_int("to_position", to_position, 0)
         self._refresh()
-        types = self._types(event_types)
-        end = self._head if to_position is None else min(to_position, self._head)
+        with self._mutex:
+            end = self._head if to_position is None else min(to_position, self._head)
+            types = None if event_types is None else self._types(event_types)
         return self._iter_frames(types, from_position, end)
 
-    def _iter_frames(self, types: list[str], start: int, end: int) -> Iterator[RecordedEvent]:
+    def _iter_frames(self, types: list[str] | None, start: int, end: int) -> Iterator[RecordedEvent]:
+        """Events with ``start < position <= end`` of ``types`` (``None``: every type)."""
         lo = start
         while lo < end:
             hi = min(lo + READ_CHUNK, end)
@@ -401,11 +405,11 @@ class StoreBase:
             yield from self._retrying(lambda: self._events_where(types, pred))
             lo = hi
 
-    def _events_where(self, types: Sequence[str], predicate: pl.Expr) -> list[RecordedEvent]:
+    def _events_where(self, types: Sequence[str] | None, predicate: pl.Expr) -> list[RecordedEvent]:
         lf = self._events_frame()
         if lf is None:
             return []
-        if len(types) < len(self._schemas):
+        if types is not None:
             predicate &= pl.col("event_type").is_in(list(types))
         frame = lf.filter(predicate).collect()
         return events_from_frame(frame, self._schemas)
@@ -461,16 +465,18 @@ class StoreBase:
         if to_position is not None:
             _check_int("to_position", to_position, 0)
         self._refresh()
-        types = self._types(event_types)
-        columns = canonical_columns(self._schemas, types)
+        with self._mutex:  # types, columns and frame of one snapshot: no append in between
+            types = self._types(event_types)
+            columns = canonical_columns(self._schemas, types)
+            lf = self._events_frame() if types else None
+            narrow = len(types) < len(self._schemas)
         extra = [c for c, on in (("metadata", with_metadata), ("stream_number", with_stream_number)) if on]
         columns[len(CANONICAL_COLUMNS) : len(CANONICAL_COLUMNS)] = extra
-        lf = self._events_frame() if types else None
         if lf is None:
             return empty_frame(with_metadata, with_stream_number).lazy()
         if with_stream_number:
             lf = self._with_stream_numbers(lf)
-        if len(types) < len(self._schemas):
+        if narrow:
             lf = lf.filter(pl.col("event_type").is_in(types))
         if from_position:
             lf = lf.filter(pl.col("position") > from_position)
@@ -544,12 +550,15 @@ def _field_union(schemas: dict[str, Schema]) -> Schema:
 
 
 def _checked_metadata(e: NewEvent, i: int) -> dict[str, Any]:
+    """``e.metadata`` as it reads back from its JSON text (so keys are str in every store)."""
     if not e.metadata:
         return {}
     try:
-        json.dumps(e.metadata)
-    except (TypeError, ValueError) as exc:
+        text = json.dumps(e.metadata, ensure_ascii=False, allow_nan=False)
+        text.encode()
+    except (TypeError, ValueError, RecursionError) as exc:
         raise EventDataError(
-            f"events[{i}] ({e.type}): metadata must be JSON-serialisable ({exc})"
+            f"events[{i}] ({e.type}): metadata must be JSON-serialisable, with finite numbers "
+            f"and valid Unicode text ({exc})"
         ) from None
-    return dict(e.metadata)
+    return json.loads(text)
