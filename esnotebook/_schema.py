@@ -21,12 +21,20 @@ Schema = dict[str, pl.DataType]
 
 UTC_DATETIME = pl.Datetime("us", "UTC")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-_INT64_RANGE = "-2**63..2**63-1"
+INT64_RANGE = "-2**63..2**63-1"
 
 #: Parquet schema levels one payload field may take. pyarrow refuses to open a file whose
 #: schema is deeper than 100 levels (the root takes one); a dict takes one level, a list
 #: two, and the value at the bottom one: 98 nested dicts, or 49 nested lists, at most.
 MAX_DEPTH = 99
+
+#: pyarrow refuses to open a Parquet file whose footer holds a list of more than 1,000,000
+#: elements or a string of more than 100,000,000 bytes. The longest list is the schema:
+#: the root, one node per column, dict key and list item, and two more per list; the
+#: longest string is the Arrow schema that polars stores beside it, about 4/3 x (name +
+#: 48) bytes per node (measured with pyarrow 26 and polars 2.1; 56 below, for margin).
+MAX_NODES = 1_000_000
+MAX_SCHEMA_BYTES = 100_000_000
 
 _SUPPORTED = "str, int, float, bool, None, timezone-aware datetime, list or dict"
 
@@ -61,7 +69,7 @@ def infer(value: Any, where: str, room: int = MAX_DEPTH) -> pl.DataType:
         return pl.Boolean()
     if t is int:
         if not INT64_MIN <= value <= INT64_MAX:
-            raise EventDataError(f"{where}: int {value} does not fit in 64 bits (expected {_INT64_RANGE})")
+            raise EventDataError(f"{where}: int {value} does not fit in 64 bits (expected {INT64_RANGE})")
         return pl.Int64()
     if t is float:
         return pl.Float64()
@@ -202,3 +210,32 @@ def frame_dtype(dtype: pl.DataType, where: str, room: int = MAX_DEPTH) -> pl.Dat
     if isinstance(dtype, pl.Struct):
         return pl.Struct({f.name: frame_dtype(f.dtype, f"{where}.{f.name}", room - 1) for f in dtype.fields})
     raise EventDataError(f"{where}: column type {dtype} is not supported; expected {_SUPPORTED}")
+
+
+def check_width(columns: Schema, where: str) -> None:
+    """Refuse a commit file of ``columns`` that pyarrow could not reopen (:data:`MAX_NODES`)."""
+    nodes, size = 1, 0
+    for name, dtype in columns.items():
+        n, b = _footprint(name, dtype)
+        nodes += n
+        size += b
+    size = size * 4 // 3
+    if nodes > MAX_NODES or size > MAX_SCHEMA_BYTES:
+        raise EventDataError(
+            f"{where} is too wide: one commit's columns may take {MAX_NODES:,} Parquet schema "
+            f"nodes and {MAX_SCHEMA_BYTES:,} bytes of Arrow schema, or the store could not be "
+            f"reopened (got {len(columns):,} columns: {nodes:,} nodes, about {size:,} bytes); "
+            "spread the fields over fewer types per commit, or use shorter names"
+        )
+
+
+def _footprint(name: str, dtype: pl.DataType) -> tuple[int, int]:
+    """(Parquet schema nodes, Arrow schema bytes before base64) of one column."""
+    own = len(name.encode()) + 56
+    if isinstance(dtype, pl.Struct):
+        parts = [_footprint(f.name, f.dtype) for f in dtype.fields]
+        return 1 + sum(n for n, _ in parts), own + sum(b for _, b in parts)
+    if isinstance(dtype, pl.List):
+        n, b = _footprint("item", dtype.inner)
+        return 2 + n, own + b
+    return 1, own

@@ -28,6 +28,7 @@ from ..errors import ConcurrencyError, EventDataError
 from ..events import CANONICAL_COLUMNS, NewEvent, RecordedEvent, check_event_type, check_text
 from ._frames import (
     HEADER,
+    HEADER_SCHEMA,
     canonical_columns,
     empty_frame,
     events_from_frame,
@@ -39,6 +40,7 @@ from ._intake import (
     _check_positions,
     _fill_header,
     _prepare_frame,
+    cast_failure,
 )
 from ._payloads import plan_payloads, share_field_types
 from .protocol import EventStore
@@ -81,6 +83,7 @@ class StoreBase:
         self._versions: dict[str, int] | None = None
         self._numbers: dict[str, int] = {}  # stream -> its index in the version index
         self._fields: Schema | None = None  # field -> column type, over all event types
+        self._fitting: Schema | None = None  # ``_fields`` when they all fit in one file
         self._mutex = threading.RLock()
 
     # ------------------------------------------------------------------ backend hooks
@@ -246,6 +249,7 @@ class StoreBase:
             if not batch:
                 return []
             datas, schemas = plan_payloads(batch, self._schemas, self._exact)
+            self._check_width(batch, schemas)
             metas = [_checked_metadata(e, i) for i, e in enumerate(batch)]
             now = self._clock()
             head = self._head
@@ -263,6 +267,28 @@ class StoreBase:
             if number == len(self._numbers):
                 self._numbers[stream_id] = number  # a new stream: keep the numbers in step
             return recorded
+
+    def _check_width(self, batch: list[NewEvent], changed: dict[str, Schema]) -> None:
+        """Refuse a commit of ``batch`` whose file pyarrow could not reopen (too many fields).
+
+        Skipped while no schema changes and every field of the store fits in one file.
+        """
+        union = self._field_union()
+        if not changed:
+            if self._fitting is not union:
+                try:
+                    _schema.check_width({**HEADER_SCHEMA, **union}, "the store")
+                    self._fitting = union
+                except EventDataError:
+                    pass
+            if self._fitting is union:
+                return
+        schemas = {**self._schemas, **changed}
+        union = _field_union(schemas) if changed else union
+        types = dict.fromkeys(e.type for e in batch)
+        names = dict.fromkeys(f for t in types for f in schemas[t])
+        where = f"an append of {len(batch)} events ({', '.join(types)})"
+        _schema.check_width({**HEADER_SCHEMA, **{f: union[f] for f in names}}, where)
 
     def _accept_schemas(self, schemas: dict[str, Schema]) -> None:
         if not schemas:
@@ -350,11 +376,15 @@ class StoreBase:
                 changed[event_type] = schema
         union = _field_union({**self._schemas, **changed})
         names = canonical_columns({**self._schemas, **changed}, types)[len(CANONICAL_COLUMNS):]
+        _schema.check_width({**HEADER_SCHEMA, **{f: union[f] for f in names}}, "append_frame")
         # Columns no row carries (all null) are dropped: a commit stores only what it holds.
-        commit = frame.select(
-            *HEADER,
-            *(_cast_field(f, union[f]) if f in carried else pl.lit(None, union[f]).alias(f) for f in names),
-        )
+        try:
+            commit = frame.select(
+                *HEADER,
+                *(_cast_field(f, union[f]) if f in carried else pl.lit(None, union[f]).alias(f) for f in names),
+            )
+        except pl.exceptions.InvalidOperationError:
+            raise cast_failure(frame, {f: union[f] for f in carried}) from None
         return commit, changed
 
     # ------------------------------------------------------------------ read
