@@ -58,7 +58,7 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
 
 
-def cast_failure(frame: pl.DataFrame, fields: dict[str, pl.DataType]) -> EventDataError:
+def _cast_failure(frame: pl.DataFrame, fields: dict[str, pl.DataType]) -> EventDataError:
     """The error naming the first value of ``frame`` that its field's column type cannot
     hold (an unsigned integer beyond the signed 64-bit range); rows are bisected."""
     def fits(name: str, lo: int, hi: int) -> bool:
@@ -77,8 +77,9 @@ def cast_failure(frame: pl.DataFrame, fields: dict[str, pl.DataType]) -> EventDa
                     lo = mid
                 else:
                     hi = mid
+            value = frame.get_column(name).slice(lo, 1).to_list()[0]
             return EventDataError(
-                f"append_frame: row {lo} ({frame['event_type'][lo]}) field {name!r}: {frame.get_column(name).slice(lo, 1).to_list()[0]!r} "
+                f"append_frame: row {lo} ({frame['event_type'][lo]}) field {name!r}: {value!r} "
                 f"does not fit its column type {dtype} (integers must lie in {_schema.INT64_RANGE})"
             )
     return EventDataError(f"append_frame: a payload column does not fit its type ({fields})")
@@ -136,6 +137,14 @@ def _prepare_frame(frame: pl.DataFrame) -> pl.DataFrame:
                 f"append_frame: row {bad}: event_id must be a UUID string (got {frame['event_id'][bad]!r})"
             )
         frame = frame.with_columns(ids)
+        twice = frame.select(pl.col("event_id").is_first_distinct().not_().arg_true().first()).item()
+        if twice is not None:
+            eid = frame["event_id"][twice]
+            first = frame.select((pl.col("event_id") == eid).arg_true().first()).item()
+            raise EventDataError(
+                f"append_frame: row {twice}: event_id {eid!r} is also in row {first} (expected "
+                "one event per id)"
+            )
     if "metadata" in frame.columns:
         for i, text in enumerate(frame["metadata"].to_list()):
             if text is not None:

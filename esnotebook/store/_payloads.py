@@ -37,7 +37,9 @@ def plan_payloads(
         if exact is not None and len(d) == len(exact) and len(exact) == len(schemas[e.type]):
             for k, v in d.items():
                 t = exact.get(k)
-                if t is not type(v) or (t is int and not lo <= v <= hi) or (t is str and not v.isascii() and not _is_text(v)):
+                if t is not type(v):
+                    break
+                if (t is int and not lo <= v <= hi) or (t is str and not (v.isascii() or _is_text(v))):
                     break
             else:
                 datas.append(dict(d))

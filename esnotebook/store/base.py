@@ -15,6 +15,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import datetime, timezone
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -36,11 +37,11 @@ from ._frames import (
 from ._intake import (
     _as_polars,
     _assign_versions,
+    _cast_failure,
     _cast_field,
     _check_positions,
     _fill_header,
     _prepare_frame,
-    cast_failure,
 )
 from ._payloads import plan_payloads, share_field_types
 from .protocol import EventStore
@@ -84,6 +85,8 @@ class StoreBase:
         self._numbers: dict[str, int] = {}  # stream -> its index in the version index
         self._fields: Schema | None = None  # field -> column type, over all event types
         self._fitting: Schema | None = None  # ``_fields`` when they all fit in one file
+        # (``_fields`` it was made for, event type -> its fields that hold dicts)
+        self._nested: tuple[Schema | None, dict[str, list[str]]] = (None, {})
         self._mutex = threading.RLock()
 
     # ------------------------------------------------------------------ backend hooks
@@ -172,6 +175,22 @@ class StoreBase:
         if self._fields is None:
             self._fields = _field_union(self._schemas)
         return self._fields
+
+    def _complete(self, e: RecordedEvent) -> RecordedEvent:
+        """``e`` (held as an object) with the fields and nested dict keys its type gained
+        since it was stored, as ``None``: as it reads back from a frame."""
+        schema = self._schemas[e.event_type]
+        union = self._field_union()
+        if self._nested[0] is not union:
+            holding = {t: [f for f, dt in s.items() if _holds_struct(dt)] for t, s in self._schemas.items()}
+            self._nested = (union, holding)
+        nested = self._nested[1].get(e.event_type)
+        if len(e.data) == len(schema) and not nested:
+            return e
+        data = {f: e.data.get(f) for f in schema}
+        for f in nested or ():
+            data[f] = _schema.normalize(data[f], schema[f])
+        return replace(e, data=data)
 
     def _version_index(self) -> dict[str, int]:
         if self._versions is None:
@@ -384,7 +403,7 @@ class StoreBase:
                 *(_cast_field(f, union[f]) if f in carried else pl.lit(None, union[f]).alias(f) for f in names),
             )
         except pl.exceptions.InvalidOperationError:
-            raise cast_failure(frame, {f: union[f] for f in carried}) from None
+            raise _cast_failure(frame, {f: union[f] for f in carried}) from None
         return commit, changed
 
     # ------------------------------------------------------------------ read
@@ -550,6 +569,12 @@ class StoreBase:
 
 
 # ---------------------------------------------------------------------- helpers
+def _holds_struct(dtype: pl.DataType) -> bool:
+    while isinstance(dtype, pl.List):
+        dtype = dtype.inner
+    return isinstance(dtype, pl.Struct)
+
+
 def _capped_list(names: list[str], limit: int = 12) -> str:
     """Names joined for display; a store with hundreds of types stays one short line."""
     if not names:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import islice
 
 import polars as pl
@@ -157,13 +157,6 @@ class InMemoryEventStore(StoreBase):
             _check_int("to_version", to_version, 0)
             return to_version
         return 2**62
-
-    def _complete(self, e: RecordedEvent) -> RecordedEvent:
-        """``e`` with the fields its type gained since it was stored, as ``None``."""
-        schema = self._schemas[e.event_type]
-        if len(e.data) == len(schema):
-            return e
-        return replace(e, data={f: e.data.get(f) for f in schema})
 
     def _iter_frames(self, types: list[str] | None, start: int, end: int) -> Iterator[RecordedEvent]:
         wanted = set(types or ())
