@@ -149,8 +149,9 @@ def extend(stored: pl.DataType, incoming: pl.DataType, where: str) -> pl.DataTyp
 
 
 def normalize(value: Any, dtype: pl.DataType) -> Any:
-    """``value`` as it reads back from a ``dtype`` column (int -> float, datetime -> UTC)."""
-    if value is None or isinstance(dtype, pl.Null):
+    """``value`` as it reads back from a ``dtype`` column (int -> float, datetime -> UTC,
+    an empty dict -> None: see :func:`infer`)."""
+    if value is None or isinstance(dtype, pl.Null) or (isinstance(value, dict) and not value):
         return None
     if isinstance(dtype, pl.Float64):
         return float(value)

@@ -112,8 +112,11 @@ def test_expected_version_on_missing_stream_reports_actual_0(store):
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "1", True])
 def test_expected_version_must_be_a_non_negative_int(store, bad):
-    with pytest.raises(ValueError, match="expected_version"):
+    # An EventDataError, so an EventStoreError as the README promises (and a ValueError).
+    with pytest.raises(EventDataError, match="expected_version"):
         store.append("s", [placed("a")], expected_version=bad)
+    with pytest.raises(EventDataError, match="from_position must be an int >= 0"):
+        list(store.read_all(from_position=-1))
 
 
 def test_an_append_with_one_bad_payload_writes_none_of_its_events(store):

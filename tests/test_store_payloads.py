@@ -151,6 +151,13 @@ def test_the_depth_limit_is_where_a_reopened_store_stops_reading(tmp_path, kind,
     reopened.close()
 
 
+def test_an_empty_dict_beside_other_values_in_a_list_reads_back_as_none_everywhere(store):
+    store.append("s", [NewEvent("T", {"a": [[False], [{}]], "b": [[1], {}]})])
+    want = {"a": [[False], [None]], "b": [[1], None]}
+    assert [e.data for e in store.read_all()] == [e.data for e in store.read_stream("s")] == [want]
+    assert store.to_polars().select("a", "b").to_dicts() == [want]
+
+
 def test_metadata_keys_read_back_as_json_gives_them_in_both_stores(store):
     (recorded,) = store.append("s", [NewEvent("T", {}, metadata={1: {"a": (1, 2)}})])
     assert recorded.metadata == {"1": {"a": [1, 2]}}

@@ -69,7 +69,7 @@ def _check_stream_id(stream_id: object) -> str:
 
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum} (got {value!r})")
+        raise EventDataError(f"{name} must be an int >= {minimum} (got {value!r})")
     return int(value)
 
 
