@@ -238,6 +238,13 @@ class StoreBase:
             does not exist yet; ``n`` requires that it is at version ``n``. A mismatch raises
             :class:`ConcurrencyError` and writes nothing.
 
+        A payload that could not be stored and read back, here and by a reopened Parquet
+        store, raises :class:`EventDataError` naming the event, the field, the limit and
+        the value, and writes nothing: an int outside 64 bits, text with a lone surrogate,
+        NaN in metadata, a field nested deeper than
+        :data:`~esnotebook._schema.MAX_DEPTH` Parquet levels (98 dicts or 49 lists), or
+        more fields than one Parquet footer holds (:func:`~esnotebook._schema.check_width`).
+
         Returns
         -------
         list[RecordedEvent]
@@ -491,6 +498,7 @@ class StoreBase:
         created): a dense integer that the store keeps beside every event, so that a
         projection can aggregate per stream with array indexing instead of hashing strings.
 
+        The frame holds the appends committed when ``scan`` was called, each one whole.
         Commits are stored in position order, each sorted, so the frame is their
         concatenation: no sort. ``event_types`` and the position range become filters
         that the Parquet reader pushes down to row-group statistics.
