@@ -616,6 +616,8 @@ def _checked_metadata(e: NewEvent, i: int) -> dict[str, Any]:
     """``e.metadata`` as it reads back from its JSON text (so keys are str in every store)."""
     if not e.metadata:
         return {}
+    if all(type(k) is str and k.isascii() and _plain(v) for k, v in e.metadata.items()):
+        return dict(e.metadata)  # flat ASCII text, ints, bools: the JSON round trip is exact
     try:
         text = json.dumps(e.metadata, ensure_ascii=False, allow_nan=False)
         text.encode()
@@ -625,3 +627,8 @@ def _checked_metadata(e: NewEvent, i: int) -> dict[str, Any]:
             f"and valid Unicode text ({exc})"
         ) from None
     return json.loads(text)
+
+
+def _plain(value: object) -> bool:
+    t = type(value)
+    return t is int or t is bool or value is None or (t is str and value.isascii())  # type: ignore[union-attr]
