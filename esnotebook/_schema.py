@@ -8,18 +8,33 @@ because the stored column would no longer hold what older events meant.
 
 from __future__ import annotations
 
+import reprlib
 from datetime import datetime, timezone
 from typing import Any
 
 import polars as pl
 
 from .errors import EventDataError
-from .events import RESERVED_FIELDS
+from .events import RESERVED_FIELDS, check_text
 
 Schema = dict[str, pl.DataType]
 
 UTC_DATETIME = pl.Datetime("us", "UTC")
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT64_RANGE = "-2**63..2**63-1"
+
+#: Parquet schema levels one payload field may take. pyarrow refuses to open a file whose
+#: schema is deeper than 100 levels (the root takes one); a dict takes one level, a list
+#: two, and the value at the bottom one: 98 nested dicts, or 49 nested lists, at most.
+MAX_DEPTH = 99
+
+#: pyarrow refuses to open a Parquet file whose footer holds a list of more than 1,000,000
+#: elements or a string of more than 100,000,000 bytes. The longest list is the schema:
+#: the root, one node per column, dict key and list item, and two more per list; the
+#: longest string is the Arrow schema that polars stores beside it, about 4/3 x (name +
+#: 48) bytes per node (measured with pyarrow 26 and polars 2.1; 56 below, for margin).
+MAX_NODES = 1_000_000
+MAX_SCHEMA_BYTES = 100_000_000
 
 _SUPPORTED = "str, int, float, bool, None, timezone-aware datetime, list or dict"
 
@@ -38,20 +53,28 @@ def exact_types(schema: Schema) -> dict[str, type]:
     return {name: _EXACT[dt] for name, dt in schema.items() if dt in _EXACT}
 
 
-def infer(value: Any, where: str) -> pl.DataType:
-    """The dtype a Python payload value is stored as, or :class:`EventDataError`."""
+def infer(value: Any, where: str, room: int = MAX_DEPTH) -> pl.DataType:
+    """The dtype a Python payload value is stored as, or :class:`EventDataError`.
+
+    ``room`` is how many Parquet schema levels the value may still take (see
+    :data:`MAX_DEPTH`).
+    """
     t = type(value)
+    nested = isinstance(value, (list, tuple, dict))
+    if room < (2 if isinstance(value, (list, tuple)) else 1) + nested:
+        _too_deep(where, reprlib.repr(value))
     if value is None:
         return pl.Null()
     if t is bool:
         return pl.Boolean()
     if t is int:
-        if not _INT64_MIN <= value <= _INT64_MAX:
-            raise EventDataError(f"{where}: int {value} does not fit in 64 bits")
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise EventDataError(f"{where}: int {value} does not fit in 64 bits (expected {INT64_RANGE})")
         return pl.Int64()
     if t is float:
         return pl.Float64()
     if t is str:
+        check_text(value, where)
         return pl.String()
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
@@ -63,7 +86,7 @@ def infer(value: Any, where: str) -> pl.DataType:
     if isinstance(value, (list, tuple)):
         inner: pl.DataType = pl.Null()
         for i, item in enumerate(value):
-            inner = unify(inner, infer(item, f"{where}[{i}]"), f"{where}[{i}]")
+            inner = unify(inner, infer(item, f"{where}[{i}]", room - 2), f"{where}[{i}]")
         return pl.List(inner)
     if isinstance(value, dict):
         if not value:
@@ -74,7 +97,8 @@ def infer(value: Any, where: str) -> pl.DataType:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise EventDataError(f"{where}: dict keys must be str (got {key!r})")
-            fields[key] = infer(item, f"{where}.{key}")
+            check_text(key, f"{where}: dict key")
+            fields[key] = infer(item, f"{where}.{key}", room - 1)
         return pl.Struct(fields)
     raise EventDataError(
         f"{where} has unsupported type {t.__name__} (value {value!r}); expected {_SUPPORTED}"
@@ -125,8 +149,9 @@ def extend(stored: pl.DataType, incoming: pl.DataType, where: str) -> pl.DataTyp
 
 
 def normalize(value: Any, dtype: pl.DataType) -> Any:
-    """``value`` as it reads back from a ``dtype`` column (int -> float, datetime -> UTC)."""
-    if value is None or isinstance(dtype, pl.Null):
+    """``value`` as it reads back from a ``dtype`` column (int -> float, datetime -> UTC,
+    an empty dict -> None: see :func:`infer`)."""
+    if value is None or isinstance(dtype, pl.Null) or (isinstance(value, dict) and not value):
         return None
     if isinstance(dtype, pl.Float64):
         return float(value)
@@ -142,6 +167,7 @@ def normalize(value: Any, dtype: pl.DataType) -> Any:
 def check_field_name(name: object, event_type: str) -> None:
     if not isinstance(name, str) or not name:
         raise EventDataError(f"{event_type}: payload field names must be non-empty str (got {name!r})")
+    check_text(name, f"{event_type}: payload field name")
     if name in RESERVED_FIELDS:
         raise EventDataError(
             f"{event_type}: payload field {name!r} is reserved for the event frame; "
@@ -149,8 +175,22 @@ def check_field_name(name: object, event_type: str) -> None:
         )
 
 
-def frame_dtype(dtype: pl.DataType, where: str) -> pl.DataType:
-    """The stored dtype for a column of an incoming frame, or :class:`EventDataError`."""
+def _too_deep(where: str, found: str) -> None:
+    raise EventDataError(
+        f"{where} is nested too deep: a field may take at most {MAX_DEPTH} Parquet levels (a "
+        f"dict takes 1, a list 2, a value 1), or the store could not be reopened (got {found}, "
+        "at the limit)"
+    )
+
+
+def frame_dtype(dtype: pl.DataType, where: str, room: int = MAX_DEPTH) -> pl.DataType:
+    """The stored dtype for a column of an incoming frame, or :class:`EventDataError`.
+
+    ``room`` is how many Parquet schema levels the column may still take (see
+    :data:`MAX_DEPTH`).
+    """
+    if room < (3 if isinstance(dtype, (pl.List, pl.Array)) else 2 if isinstance(dtype, pl.Struct) else 1):
+        _too_deep(where, str(dtype))
     if isinstance(dtype, (pl.String, pl.Categorical, pl.Enum)):
         return pl.String()
     if dtype.is_integer():
@@ -167,7 +207,36 @@ def frame_dtype(dtype: pl.DataType, where: str) -> pl.DataType:
             )
         return UTC_DATETIME
     if isinstance(dtype, (pl.List, pl.Array)):
-        return pl.List(frame_dtype(dtype.inner, f"{where}[]"))
+        return pl.List(frame_dtype(dtype.inner, f"{where}[]", room - 2))
     if isinstance(dtype, pl.Struct):
-        return pl.Struct({f.name: frame_dtype(f.dtype, f"{where}.{f.name}") for f in dtype.fields})
+        return pl.Struct({f.name: frame_dtype(f.dtype, f"{where}.{f.name}", room - 1) for f in dtype.fields})
     raise EventDataError(f"{where}: column type {dtype} is not supported; expected {_SUPPORTED}")
+
+
+def check_width(columns: Schema, where: str) -> None:
+    """Refuse a commit file of ``columns`` that pyarrow could not reopen (:data:`MAX_NODES`)."""
+    nodes, size = 1, 0
+    for name, dtype in columns.items():
+        n, b = _footprint(name, dtype)
+        nodes += n
+        size += b
+    size = size * 4 // 3
+    if nodes > MAX_NODES or size > MAX_SCHEMA_BYTES:
+        raise EventDataError(
+            f"{where} is too wide: one commit's columns may take {MAX_NODES:,} Parquet schema "
+            f"nodes and {MAX_SCHEMA_BYTES:,} bytes of Arrow schema, or the store could not be "
+            f"reopened (got {len(columns):,} columns: {nodes:,} nodes, about {size:,} bytes); "
+            "spread the fields over fewer types per commit, or use shorter names"
+        )
+
+
+def _footprint(name: str, dtype: pl.DataType) -> tuple[int, int]:
+    """(Parquet schema nodes, Arrow schema bytes before base64) of one column."""
+    own = len(name.encode()) + 56
+    if isinstance(dtype, pl.Struct):
+        parts = [_footprint(f.name, f.dtype) for f in dtype.fields]
+        return 1 + sum(n for n, _ in parts), own + sum(b for _, b in parts)
+    if isinstance(dtype, pl.List):
+        n, b = _footprint("item", dtype.inner)
+        return 2 + n, own + b
+    return 1, own

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import reprlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -101,6 +102,23 @@ def new_id_series(n: int, name: str = "event_id") -> pl.Series:
     return pl.Series(name, array)
 
 
+def check_text(text: str, where: str) -> str:
+    """``text`` if it is valid Unicode, else :class:`EventDataError` naming ``where``.
+
+    A Python ``str`` may hold lone surrogates (``"\\udc80"``, e.g. from
+    ``os.fsdecode``); no Parquet or Arrow column can store them.
+    """
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            raise EventDataError(
+                f"{where} must be valid Unicode text (got {reprlib.repr(text)}, with a lone "
+                f"surrogate {text[exc.start]!r} at index {exc.start})"
+            ) from None
+    return text
+
+
 _CHECKED_TYPES: set[str] = set()
 
 
@@ -172,12 +190,14 @@ class NewEvent:
             raise EventDataError(
                 f"correlation_id must be a non-empty string (got {self.correlation_id!r})"
             )
-        if self.causation_id is not None and (
-            not isinstance(self.causation_id, str) or not self.causation_id
-        ):
-            raise EventDataError(
-                f"causation_id must be a non-empty string or None (got {self.causation_id!r})"
-            )
+        else:
+            check_text(self.correlation_id, "correlation_id")
+        if self.causation_id is not None:
+            if not isinstance(self.causation_id, str) or not self.causation_id:
+                raise EventDataError(
+                    f"causation_id must be a non-empty string or None (got {self.causation_id!r})"
+                )
+            check_text(self.causation_id, "causation_id")
 
 
 def _check_uuid(name: str, value: object) -> str:

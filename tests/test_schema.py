@@ -175,3 +175,23 @@ def test_ints_and_floats_in_one_field_are_stored_as_float(xs):
     back = [e.data["x"] for e in store.read_all()]
     assert back == xs
     assert {type(x) for x in back} == ({float} if expected == pl.Float64 else {int})
+
+
+@pytest.mark.parametrize(
+    ("dtype", "nodes"), [(pl.Int64(), 1), (pl.List(pl.Int64()), 3), (pl.Struct({"a": pl.String(), "b": pl.Int64()}), 3)]
+)
+def test_check_width_allows_as_many_parquet_schema_nodes_as_pyarrow_reopens(dtype, nodes):
+    """pyarrow reads a footer of up to 1,000,000 schema nodes: the root and each column's
+    nodes (a list takes 3, a dict 1 plus its keys')."""
+    columns = {f"c{i}": dtype for i in range((_schema.MAX_NODES - 1) // nodes)}
+    _schema.check_width(columns, "the commit")
+    columns["one_more"] = dtype
+    with pytest.raises(EventDataError, match=r"the commit is too wide: .* 1,000,000 Parquet schema nodes"):
+        _schema.check_width(columns, "the commit")
+
+
+def test_check_width_refuses_names_beyond_the_footers_string_limit():
+    """polars stores the Arrow schema as one footer string; pyarrow refuses one over 100 MB."""
+    _schema.check_width({"n" * 74_000_000: pl.Int64()}, "the commit")
+    with pytest.raises(EventDataError, match=r"100,000,000 bytes of Arrow schema.* about 101,333,408 bytes"):
+        _schema.check_width({"n" * 76_000_000: pl.Int64()}, "the commit")

@@ -112,8 +112,11 @@ def test_expected_version_on_missing_stream_reports_actual_0(store):
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "1", True])
 def test_expected_version_must_be_a_non_negative_int(store, bad):
-    with pytest.raises(ValueError, match="expected_version"):
+    # An EventDataError, so an EventStoreError as the README promises (and a ValueError).
+    with pytest.raises(EventDataError, match="expected_version"):
         store.append("s", [placed("a")], expected_version=bad)
+    with pytest.raises(EventDataError, match="from_position must be an int >= 0"):
+        list(store.read_all(from_position=-1))
 
 
 def test_an_append_with_one_bad_payload_writes_none_of_its_events(store):
@@ -451,3 +454,30 @@ def test_append_frame_twice_into_the_same_streams_keeps_versions_and_reads(store
     for s in ("order-0", "order-1", "order-2"):
         assert [e.version for e in store.read_stream(s)] == list(range(1, store.stream_version(s) + 1))
     assert store.stream_version("order-1") == 5 and store.stream_version("order-0") == 4
+
+
+def test_dict_keys_a_field_gains_later_read_as_none_for_older_events_everywhere(store):
+    store.append("s", [NewEvent("T", {"x": {"a": 1}, "l": [{"p": 1}]})])
+    store.append("s", [NewEvent("T", {"x": {"a": 2, "b": 3}, "l": [{"q": 4}]})])
+    want = [{"x": {"a": 1, "b": None}, "l": [{"p": 1, "q": None}]}, {"x": {"a": 2, "b": 3}, "l": [{"p": None, "q": 4}]}]
+    assert [e.data for e in store.read_all()] == want
+    assert [e.data for e in store.read_stream("s")] == want
+    assert store.to_polars().select("x", "l").to_dicts() == want
+
+
+def test_read_stream_finds_appends_between_append_frames_of_the_same_stream(store):
+    one = pl.DataFrame({"stream_id": ["s"], "event_type": ["T"], "n": [0]})
+    for i in range(2):
+        store.append_frame(one)
+        store.append("s", [NewEvent("T", {"n": i})])
+    assert [e.version for e in store.read_stream("s")] == [1, 2, 3, 4]
+    assert [e.version for e in store.read_stream("s", from_version=4)] == [4]
+    assert [e.version for e in store.read_stream("s", from_version=2, to_version=3)] == [2, 3]
+
+
+def test_append_frame_refuses_duplicate_event_ids_and_writes_nothing(store):
+    before = snapshot(store)
+    ids = ["6f1c2a4e-8b3d-4c1a-9e2f-0a1b2c3d4e5f"] * 2
+    with pytest.raises(EventDataError, match=r"row 1: event_id .* also in row 0"):
+        store.append_frame(pl.DataFrame({"stream_id": ["a", "b"], "event_type": ["T", "T"], "event_id": ids}))
+    assert_unchanged(store, before)

@@ -82,7 +82,8 @@ def events_from_frame(
     n = frame.height
     if n == 0:
         return []
-    header = [_values(frame.get_column(c)) if c in frame.columns else [None] * n for c in _EVENT_HEADER]
+    present = set(frame.columns)  # a set: a wide payload must not cost a scan per field
+    header = [_values(frame.get_column(c)) if c in present else [None] * n for c in _EVENT_HEADER]
     if not isinstance(fields, dict):
         groups = {None: (range(n), list(fields))}
     else:
@@ -102,7 +103,7 @@ def events_from_frame(
     for rows_of, names in groups.values():
         for f in names:
             if f not in columns:
-                columns[f] = _values(frame.get_column(f)) if f in frame.columns else [None] * n
+                columns[f] = _values(frame.get_column(f)) if f in present else [None] * n
         single = isinstance(rows_of, range)
         hdr = whole if single else [[h[i] for i in rows_of] for h in whole]
         payload = [columns[f] if single else [columns[f][i] for i in rows_of] for f in names]

@@ -15,7 +15,7 @@ import polars as pl
 
 from .. import _schema
 from ..errors import ConcurrencyError, EventDataError
-from ..events import new_id_series
+from ..events import check_text, new_id_series
 
 _UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
@@ -33,10 +33,56 @@ def _as_polars(frame: Any) -> pl.DataFrame:
     if isinstance(frame, pl.DataFrame):
         return frame
     if type(frame).__module__.startswith("pandas"):
-        return pl.from_pandas(frame)
+        try:
+            return pl.from_pandas(frame)
+        except UnicodeEncodeError:
+            raise _bad_text(frame) from None
     raise EventDataError(
         f"append_frame needs a polars or pandas DataFrame (got {type(frame).__name__})"
     )
+
+
+def _bad_text(frame: Any) -> EventDataError:
+    """The error naming the first pandas cell whose text no Arrow column can hold."""
+    for name in frame.columns:
+        for row, value in enumerate(frame[name]):
+            if isinstance(value, str):
+                try:
+                    check_text(value, f"append_frame: row {row} column {name!r}")
+                except EventDataError as exc:
+                    return exc
+    return EventDataError("append_frame: the frame holds text that is not valid Unicode")
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
+
+
+def _cast_failure(frame: pl.DataFrame, fields: dict[str, pl.DataType]) -> EventDataError:
+    """The error naming the first value of ``frame`` that its field's column type cannot
+    hold (an unsigned integer beyond the signed 64-bit range); rows are bisected."""
+    def fits(name: str, lo: int, hi: int) -> bool:
+        try:
+            frame.slice(lo, hi - lo).select(_cast_field(name, fields[name]))
+        except pl.exceptions.InvalidOperationError:
+            return False
+        return True
+
+    for name, dtype in fields.items():
+        lo, hi = 0, frame.height
+        if not fits(name, lo, hi):
+            while hi - lo > 1:  # rows lo..hi-1 hold a value that does not fit
+                mid = (lo + hi) // 2
+                if fits(name, lo, mid):
+                    lo = mid
+                else:
+                    hi = mid
+            value = frame.get_column(name).slice(lo, 1).to_list()[0]
+            return EventDataError(
+                f"append_frame: row {lo} ({frame['event_type'][lo]}) field {name!r}: {value!r} "
+                f"does not fit its column type {dtype} (integers must lie in {_schema.INT64_RANGE})"
+            )
+    return EventDataError(f"append_frame: a payload column does not fit its type ({fields})")
 
 
 def _prepare_frame(frame: pl.DataFrame) -> pl.DataFrame:
@@ -91,11 +137,19 @@ def _prepare_frame(frame: pl.DataFrame) -> pl.DataFrame:
                 f"append_frame: row {bad}: event_id must be a UUID string (got {frame['event_id'][bad]!r})"
             )
         frame = frame.with_columns(ids)
+        twice = frame.select(pl.col("event_id").is_first_distinct().not_().arg_true().first()).item()
+        if twice is not None:
+            eid = frame["event_id"][twice]
+            first = frame.select((pl.col("event_id") == eid).arg_true().first()).item()
+            raise EventDataError(
+                f"append_frame: row {twice}: event_id {eid!r} is also in row {first} (expected "
+                "one event per id)"
+            )
     if "metadata" in frame.columns:
         for i, text in enumerate(frame["metadata"].to_list()):
             if text is not None:
                 try:
-                    if not isinstance(json.loads(text), dict):
+                    if not isinstance(json.loads(text, parse_constant=_refuse_constant), dict):
                         raise ValueError("not a JSON object")
                 except ValueError as exc:
                     raise EventDataError(

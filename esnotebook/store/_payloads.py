@@ -24,17 +24,22 @@ def plan_payloads(
     """Check payloads against the stored ``schemas``; return normalised data and new schemas.
 
     The fast path keeps a payload whose every field already has exactly its stored
-    Python type. Everything else takes the slow path: types are inferred, unified across
-    the batch, checked against what is stored, and values normalised.
+    Python type, with ints in 64 bits and text that is valid Unicode. Everything else
+    takes the slow path: types are inferred, unified across the batch, checked against
+    what is stored, and values normalised.
     """
     datas: list[dict[str, Any] | None] = []
     slow: dict[str, list[int]] = {}
+    lo, hi = _schema.INT64_MIN, _schema.INT64_MAX
     for i, e in enumerate(batch):
         exact = exact_types.get(e.type)
         d = e.data
         if exact is not None and len(d) == len(exact) and len(exact) == len(schemas[e.type]):
             for k, v in d.items():
-                if exact.get(k) is not type(v):
+                t = exact.get(k)
+                if t is not type(v):
+                    break
+                if (t is int and not lo <= v <= hi) or (t is str and not (v.isascii() or _is_text(v))):
                     break
             else:
                 datas.append(dict(d))
@@ -72,6 +77,15 @@ def plan_payloads(
             if schema is not None and len(d) != len(schema):  # type: ignore[arg-type]
                 datas[i] = {f: d.get(f) for f in schema}  # type: ignore[union-attr]
     return datas, changed  # type: ignore[return-value]
+
+
+def _is_text(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 def share_field_types(
     event_type: str, schema: Schema, schemas: dict[str, Schema], pending: dict[str, Schema]

@@ -15,6 +15,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import datetime, timezone
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -25,9 +26,10 @@ import polars as pl
 from .. import _schema
 from .._schema import Schema
 from ..errors import ConcurrencyError, EventDataError
-from ..events import CANONICAL_COLUMNS, NewEvent, RecordedEvent, check_event_type
+from ..events import CANONICAL_COLUMNS, NewEvent, RecordedEvent, check_event_type, check_text
 from ._frames import (
     HEADER,
+    HEADER_SCHEMA,
     canonical_columns,
     empty_frame,
     events_from_frame,
@@ -35,6 +37,7 @@ from ._frames import (
 from ._intake import (
     _as_polars,
     _assign_versions,
+    _cast_failure,
     _cast_field,
     _check_positions,
     _fill_header,
@@ -61,12 +64,12 @@ def utc_now() -> datetime:
 def _check_stream_id(stream_id: object) -> str:
     if not isinstance(stream_id, str) or not stream_id:
         raise EventDataError(f"stream_id must be a non-empty str (got {stream_id!r})")
-    return stream_id
+    return check_text(stream_id, "stream_id")
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum} (got {value!r})")
+        raise EventDataError(f"{name} must be an int >= {minimum} (got {value!r})")
     return int(value)
 
 
@@ -81,6 +84,9 @@ class StoreBase:
         self._versions: dict[str, int] | None = None
         self._numbers: dict[str, int] = {}  # stream -> its index in the version index
         self._fields: Schema | None = None  # field -> column type, over all event types
+        self._fitting: Schema | None = None  # ``_fields`` when they all fit in one file
+        # (``_fields`` it was made for, event type -> its fields that hold dicts)
+        self._nested: tuple[Schema | None, dict[str, list[str]]] = (None, {})
         self._mutex = threading.RLock()
 
     # ------------------------------------------------------------------ backend hooks
@@ -170,6 +176,22 @@ class StoreBase:
             self._fields = _field_union(self._schemas)
         return self._fields
 
+    def _complete(self, e: RecordedEvent) -> RecordedEvent:
+        """``e`` (held as an object) with the fields and nested dict keys its type gained
+        since it was stored, as ``None``: as it reads back from a frame."""
+        schema = self._schemas[e.event_type]
+        union = self._field_union()
+        if self._nested[0] is not union:
+            holding = {t: [f for f, dt in s.items() if _holds_struct(dt)] for t, s in self._schemas.items()}
+            self._nested = (union, holding)
+        nested = self._nested[1].get(e.event_type)
+        if len(e.data) == len(schema) and not nested:
+            return e
+        data = {f: e.data.get(f) for f in schema}
+        for f in nested or ():
+            data[f] = _schema.normalize(data[f], schema[f])
+        return replace(e, data=data)
+
     def _version_index(self) -> dict[str, int]:
         if self._versions is None:
             self._versions = self._retrying(self._load_versions)
@@ -216,6 +238,13 @@ class StoreBase:
             does not exist yet; ``n`` requires that it is at version ``n``. A mismatch raises
             :class:`ConcurrencyError` and writes nothing.
 
+        A payload that could not be stored and read back, here and by a reopened Parquet
+        store, raises :class:`EventDataError` naming the event, the field, the limit and
+        the value, and writes nothing: an int outside 64 bits, text with a lone surrogate,
+        NaN in metadata, a field nested deeper than
+        :data:`~esnotebook._schema.MAX_DEPTH` Parquet levels (98 dicts or 49 lists), or
+        more fields than one Parquet footer holds (:func:`~esnotebook._schema.check_width`).
+
         Returns
         -------
         list[RecordedEvent]
@@ -246,6 +275,7 @@ class StoreBase:
             if not batch:
                 return []
             datas, schemas = plan_payloads(batch, self._schemas, self._exact)
+            self._check_width(batch, schemas)
             metas = [_checked_metadata(e, i) for i, e in enumerate(batch)]
             now = self._clock()
             head = self._head
@@ -263,6 +293,28 @@ class StoreBase:
             if number == len(self._numbers):
                 self._numbers[stream_id] = number  # a new stream: keep the numbers in step
             return recorded
+
+    def _check_width(self, batch: list[NewEvent], changed: dict[str, Schema]) -> None:
+        """Refuse a commit of ``batch`` whose file pyarrow could not reopen (too many fields).
+
+        Skipped while no schema changes and every field of the store fits in one file.
+        """
+        union = self._field_union()
+        if not changed:
+            if self._fitting is not union:
+                try:
+                    _schema.check_width({**HEADER_SCHEMA, **union}, "the store")
+                    self._fitting = union
+                except EventDataError:
+                    pass
+            if self._fitting is union:
+                return
+        schemas = {**self._schemas, **changed}
+        union = _field_union(schemas) if changed else union
+        types = dict.fromkeys(e.type for e in batch)
+        names = dict.fromkeys(f for t in types for f in schemas[t])
+        where = f"an append of {len(batch)} events ({', '.join(types)})"
+        _schema.check_width({**HEADER_SCHEMA, **{f: union[f] for f in names}}, where)
 
     def _accept_schemas(self, schemas: dict[str, Schema]) -> None:
         if not schemas:
@@ -350,11 +402,15 @@ class StoreBase:
                 changed[event_type] = schema
         union = _field_union({**self._schemas, **changed})
         names = canonical_columns({**self._schemas, **changed}, types)[len(CANONICAL_COLUMNS):]
+        _schema.check_width({**HEADER_SCHEMA, **{f: union[f] for f in names}}, "append_frame")
         # Columns no row carries (all null) are dropped: a commit stores only what it holds.
-        commit = frame.select(
-            *HEADER,
-            *(_cast_field(f, union[f]) if f in carried else pl.lit(None, union[f]).alias(f) for f in names),
-        )
+        try:
+            commit = frame.select(
+                *HEADER,
+                *(_cast_field(f, union[f]) if f in carried else pl.lit(None, union[f]).alias(f) for f in names),
+            )
+        except pl.exceptions.InvalidOperationError:
+            raise _cast_failure(frame, {f: union[f] for f in carried}) from None
         return commit, changed
 
     # ------------------------------------------------------------------ read
@@ -370,7 +426,7 @@ class StoreBase:
         pred = (pl.col("stream_id") == stream_id) & (pl.col("version") >= from_version)
         if to_version is not None:
             pred &= pl.col("version") <= to_version
-        events = self._retrying(lambda: self._events_where(self.event_types(), pred))
+        events = self._retrying(lambda: self._events_where(None, pred))
         events.sort(key=lambda e: e.version)
         return events
 
@@ -384,16 +440,20 @@ class StoreBase:
         """Events with ``from_position < position <= to_position``, in position order.
 
         An iterator: it reads in chunks, so walking a large store does not hold it all.
+        It reads the store as it was when called: appends made meanwhile (by other
+        threads) are not part of it, and every append is there whole or not at all.
         """
         _check_int("from_position", from_position, 0)
         if to_position is not None:
             _check_int("to_position", to_position, 0)
         self._refresh()
-        types = self._types(event_types)
-        end = self._head if to_position is None else min(to_position, self._head)
+        with self._mutex:
+            end = self._head if to_position is None else min(to_position, self._head)
+            types = None if event_types is None else self._types(event_types)
         return self._iter_frames(types, from_position, end)
 
-    def _iter_frames(self, types: list[str], start: int, end: int) -> Iterator[RecordedEvent]:
+    def _iter_frames(self, types: list[str] | None, start: int, end: int) -> Iterator[RecordedEvent]:
+        """Events with ``start < position <= end`` of ``types`` (``None``: every type)."""
         lo = start
         while lo < end:
             hi = min(lo + READ_CHUNK, end)
@@ -401,11 +461,11 @@ class StoreBase:
             yield from self._retrying(lambda: self._events_where(types, pred))
             lo = hi
 
-    def _events_where(self, types: Sequence[str], predicate: pl.Expr) -> list[RecordedEvent]:
+    def _events_where(self, types: Sequence[str] | None, predicate: pl.Expr) -> list[RecordedEvent]:
         lf = self._events_frame()
         if lf is None:
             return []
-        if len(types) < len(self._schemas):
+        if types is not None:
             predicate &= pl.col("event_type").is_in(list(types))
         frame = lf.filter(predicate).collect()
         return events_from_frame(frame, self._schemas)
@@ -438,6 +498,7 @@ class StoreBase:
         created): a dense integer that the store keeps beside every event, so that a
         projection can aggregate per stream with array indexing instead of hashing strings.
 
+        The frame holds the appends committed when ``scan`` was called, each one whole.
         Commits are stored in position order, each sorted, so the frame is their
         concatenation: no sort. ``event_types`` and the position range become filters
         that the Parquet reader pushes down to row-group statistics.
@@ -466,16 +527,18 @@ class StoreBase:
         if to_position is not None:
             _check_int("to_position", to_position, 0)
         self._refresh()
-        types = self._types(event_types)
-        columns = canonical_columns(self._schemas, types)
+        with self._mutex:  # types, columns and frame of one snapshot: no append in between
+            types = self._types(event_types)
+            columns = canonical_columns(self._schemas, types)
+            lf = self._events_frame() if types else None
+            narrow = len(types) < len(self._schemas)
         extra = [c for c, on in (("metadata", with_metadata), ("stream_number", with_stream_number)) if on]
         columns[len(CANONICAL_COLUMNS) : len(CANONICAL_COLUMNS)] = extra
-        lf = self._events_frame() if types else None
         if lf is None:
             return empty_frame(with_metadata, with_stream_number).lazy()
         if with_stream_number:
             lf = self._with_stream_numbers(lf)
-        if len(types) < len(self._schemas):
+        if narrow:
             lf = lf.filter(pl.col("event_type").is_in(types))
         if from_position:
             lf = lf.filter(pl.col("position") > from_position)
@@ -519,6 +582,12 @@ class StoreBase:
 
 
 # ---------------------------------------------------------------------- helpers
+def _holds_struct(dtype: pl.DataType) -> bool:
+    while isinstance(dtype, pl.List):
+        dtype = dtype.inner
+    return isinstance(dtype, pl.Struct)
+
+
 def _capped_list(names: list[str], limit: int = 12) -> str:
     """Names joined for display; a store with hundreds of types stays one short line."""
     if not names:
@@ -549,12 +618,22 @@ def _field_union(schemas: dict[str, Schema]) -> Schema:
 
 
 def _checked_metadata(e: NewEvent, i: int) -> dict[str, Any]:
+    """``e.metadata`` as it reads back from its JSON text (so keys are str in every store)."""
     if not e.metadata:
         return {}
+    if all(type(k) is str and k.isascii() and _plain(v) for k, v in e.metadata.items()):
+        return dict(e.metadata)  # flat ASCII text, ints, bools: the JSON round trip is exact
     try:
-        json.dumps(e.metadata)
-    except (TypeError, ValueError) as exc:
+        text = json.dumps(e.metadata, ensure_ascii=False, allow_nan=False)
+        text.encode()
+    except (TypeError, ValueError, RecursionError) as exc:
         raise EventDataError(
-            f"events[{i}] ({e.type}): metadata must be JSON-serialisable ({exc})"
+            f"events[{i}] ({e.type}): metadata must be JSON-serialisable, with finite numbers "
+            f"and valid Unicode text ({exc})"
         ) from None
-    return dict(e.metadata)
+    return json.loads(text)
+
+
+def _plain(value: object) -> bool:
+    t = type(value)
+    return t is int or t is bool or value is None or (t is str and value.isascii())  # type: ignore[union-attr]

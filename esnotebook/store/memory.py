@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from itertools import islice
 
 import polars as pl
 
@@ -92,14 +93,18 @@ class InMemoryEventStore(StoreBase):
             index[s] = (*before, segment)
 
     def _seal(self) -> None:
-        """Move the object tail into a segment with an event frame (built once, here)."""
-        if not self._tail:
+        """Move the object tail into a segment with an event frame (built once, here).
+
+        The tail is detached only once its frame is built: if building it fails, every
+        event stays readable from the tail.
+        """
+        tail = self._tail
+        if not tail:
             return
-        tail, self._tail = self._tail, []
-        numbers, self._tail_numbers = self._tail_numbers, []
         union = self._field_union()
         names = dict.fromkeys(f for t in dict.fromkeys(e.event_type for e in tail) for f in self._schemas[t])
-        frame = frame_from_events(tail, {f: union[f] for f in names}, numbers)
+        frame = frame_from_events(tail, {f: union[f] for f in names}, self._tail_numbers)
+        self._tail, self._tail_numbers = [], []
         prev = self._segments[-1] if self._segments else None
         if prev is not None and prev.events is not None and len(prev.events) + len(tail) <= _MERGE_BELOW:
             prev.events.extend(tail)
@@ -125,6 +130,7 @@ class InMemoryEventStore(StoreBase):
         hi = self._check_range(stream_id, from_version, to_version)
         with self._mutex:
             objects = self._by_stream.get(stream_id, [])
+            count = len(objects)  # the list grows in place: this read sees these many
             segments = list(self._frame_streams.get(stream_id, ()))
         out: list[RecordedEvent] = []
         if segments:
@@ -132,11 +138,14 @@ class InMemoryEventStore(StoreBase):
             for seg in segments:
                 assert seg.frame is not None
                 out.extend(events_from_frame(seg.frame.filter(pred), self._schemas))
-        # Objects are ordered by version, so the wanted ones are a slice.
-        if objects:
+        if count:
             first = objects[0].version
-            lo = max(from_version - first, 0)
-            out.extend(objects[lo : max(hi - first + 1, 0)])
+            if objects[count - 1].version - first == count - 1:
+                # Versions without gaps (no append_frame in between): the wanted ones are a slice.
+                lo = max(from_version - first, 0)
+                out.extend(objects[lo : min(max(hi - first + 1, 0), count)])
+            else:
+                out.extend(e for e in islice(objects, count) if from_version <= e.version <= hi)
         out = [self._complete(e) for e in out]
         out.sort(key=lambda e: e.version)
         return out
@@ -149,35 +158,32 @@ class InMemoryEventStore(StoreBase):
             return to_version
         return 2**62
 
-    def _complete(self, e: RecordedEvent) -> RecordedEvent:
-        """``e`` with the fields its type gained since it was stored, as ``None``."""
-        schema = self._schemas[e.event_type]
-        if len(e.data) == len(schema):
-            return e
-        return replace(e, data={f: e.data.get(f) for f in schema})
-
-    def _iter_frames(self, types: list[str], start: int, end: int) -> Iterator[RecordedEvent]:
-        wanted = set(types)
-        everything = wanted == set(self._schemas)
+    def _iter_frames(self, types: list[str] | None, start: int, end: int) -> Iterator[RecordedEvent]:
+        wanted = set(types or ())
+        everything = types is None
         with self._mutex:
-            segments = list(self._segments)
+            # A segment's object list and its last position grow in place when the tail is
+            # sealed into it: bound each segment by its last position as of now.
+            segments = [(seg, seg.last) for seg in self._segments]
             tail = list(self._tail)
-        for seg in segments:
-            if seg.last <= start or seg.first > end:
+        for seg, last in segments:
+            if last <= start or seg.first > end:
                 continue
             if seg.events is not None:
-                for e in seg.events:
-                    if start < e.position <= end and (everything or e.event_type in wanted):
+                for e in islice(seg.events, max(start + 1 - seg.first, 0), min(end, last) + 1 - seg.first):
+                    if everything or e.event_type in wanted:
                         yield self._complete(e)
             else:
-                yield from self._frame_events(seg, types, max(start, seg.first - 1), min(end, seg.last))
+                yield from self._frame_events(seg, types, max(start, seg.first - 1), min(end, last))
         for e in tail:
             if start < e.position <= end and (everything or e.event_type in wanted):
                 yield self._complete(e)
 
-    def _frame_events(self, seg: _Segment, types: Sequence[str], start: int, end: int) -> Iterator[RecordedEvent]:
+    def _frame_events(
+        self, seg: _Segment, types: Sequence[str] | None, start: int, end: int
+    ) -> Iterator[RecordedEvent]:
         assert seg.frame is not None
-        kinds = None if len(types) == len(self._schemas) else pl.col("event_type").is_in(list(types))
+        kinds = None if types is None else pl.col("event_type").is_in(list(types))
         lo = start
         while lo < end:
             hi = min(lo + READ_CHUNK, end)

@@ -48,7 +48,6 @@ import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -701,13 +700,6 @@ class ParquetEventStore(StoreBase):
             return events_from_frame(frame, self._schemas)
 
         return self._retrying(read)
-
-    def _complete(self, e: RecordedEvent) -> RecordedEvent:
-        """``e`` with the fields its type gained since it was stored, as ``None``."""
-        schema = self._schemas[e.event_type]
-        if len(e.data) == len(schema):
-            return e
-        return replace(e, data={f: e.data.get(f) for f in schema})
 
     def _retrying(self, read: Callable[[], T]) -> T:
         """Run ``read``; if a file vanished under it (a compaction), look again and rerun.
