@@ -203,6 +203,21 @@ def test_two_files_of_one_range_from_two_writers_are_an_error_and_neither_is_del
     assert event_files(path) == before
 
 
+def test_compaction_leaves_a_run_whose_merge_a_reader_could_not_reopen(tmp_path, monkeypatch):
+    """Each commit fits Parquet's footer limits; their merge might not: it is left as it is."""
+    from esnotebook import _schema
+
+    path = tmp_path / "s"
+    store = ParquetEventStore(path, durable=False)
+    for t in "ABC":
+        store.append(f"s-{t}", [NewEvent(t, {f"{t}{i}": i for i in range(30)})])
+    monkeypatch.setattr(_schema, "MAX_NODES", 45)  # one commit: 41 nodes; two: 71
+    assert store.compact() == 3
+    monkeypatch.setattr(_schema, "MAX_NODES", 1_000_000)
+    assert store.compact() == 1
+    assert ParquetEventStore(path).to_polars().height == 3
+
+
 # ---------------------------------------------------------------------------- a missing tail
 def test_deleted_newest_files_are_an_error_and_their_positions_are_never_handed_out_again(tmp_path):
     path = tmp_path / "s"

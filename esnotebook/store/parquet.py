@@ -47,7 +47,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -58,6 +58,7 @@ from .._atomic import fsync_path, write_json
 from .._schema import Schema
 from ..errors import (
     CommitUnconfirmedError,
+    EventDataError,
     EventStoreError,
     StoreChangedError,
     StoreCorruptedError,
@@ -794,7 +795,9 @@ class ParquetEventStore(StoreBase):
         Positions, versions and every event stay exactly as they were; readers stay
         correct throughout (a merged file supersedes the ones it covers, which are then
         removed), and a crash at any point leaves the store as it was or as compacted.
-        Returns the number of files after compaction.
+        A run whose merged columns would be too wide for a Parquet reader to reopen (see
+        :func:`esnotebook._schema.check_width`) is left as it is. Returns the number of
+        files after compaction.
         """
         _check_int("max_events", max_events, 1)
         with self._writing():
@@ -814,17 +817,24 @@ class ParquetEventStore(StoreBase):
                     for t, names in f.fields.items():
                         fields.setdefault(t, {}).update(dict.fromkeys(names))
                 columns = dict.fromkeys(n for names in fields.values() for n in names)
+                schema = {**HEADER_SCHEMA, **{n: union[n] for n in columns}}
+                try:
+                    _schema.check_width(schema, f"compacting positions {group[0].first}..{group[-1].last}")
+                except EventDataError:
+                    continue  # each file reopens; their merge would not
                 frame = pl.scan_parquet(
-                    [str(f.path) for f in group],
-                    schema={**HEADER_SCHEMA, **{n: union[n] for n in columns}},
-                    missing_columns="insert", cast_options=_CAST,
+                    [str(f.path) for f in group], schema=schema, missing_columns="insert",
+                    cast_options=_CAST,
                 )  # fmt: skip
                 if not all(f.numbered for f in group):
                     frame = self._number_rows(frame)
                 frame = frame.collect()
                 self._write_file(frame, group[0].first, group[-1].last, {t: list(n) for t, n in fields.items()})
                 for f in group:
-                    f.path.unlink(missing_ok=True)
+                    # Superseded now: readers ignore it, and the next writer's tidy-up removes
+                    # what an error leaves here; the compaction itself is committed.
+                    with suppress(OSError):
+                        f.path.unlink(missing_ok=True)
                 self._listing_stamp = os.stat(self._events_dir).st_mtime_ns
             return len(self._files)
 
