@@ -231,7 +231,7 @@ class ParquetTarget:
         lock = WriterLock(self.path)
         if not lock.take(0):
             raise StoreLockedError(
-                f"{self.path}: another runner (pid {lock.holder()}) is committing to this "
+                f"{self.path}: another runner ({lock.holder()}) is committing to this "
                 "projection; only one runner may commit to a target. Stop that runner, or "
                 "read the target with ProjectionRunner(..., read_only=True)"
             )

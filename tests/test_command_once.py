@@ -150,7 +150,7 @@ def fail_events_folder_sync(monkeypatch, events: Path, call: str, code: int) -> 
 def test_an_append_that_raised_after_its_commit_is_found_by_its_key(tmp_path, monkeypatch, call, code):
     store, bus = open_bus(tmp_path / "s")
     hits = fail_events_folder_sync(monkeypatch, (tmp_path / "s" / "events").resolve(), call, code)
-    with pytest.raises(OSError) as raised:
+    with pytest.raises(es.CommitUnconfirmedError) as raised:  # committed, durability unconfirmed
         bus.dispatch(AddStock("sku-1", 5, idempotency_key="k-1"))
     assert hits and len(store) == 1  # the events are stored although append raised
     assert "the command was carried out all the same" in "".join(raised.value.__notes__)
@@ -166,14 +166,14 @@ def test_an_append_that_stored_nothing_is_carried_out_by_the_retry(tmp_path, mon
     """The check by key must not turn a failure that stored nothing into a duplicate; and a
     key whose store could not be checked is checked before it runs again."""
     store, bus = open_bus(tmp_path / "s")
-    real_rename, real_head = os.rename, type(store).head_position
+    real_link, real_head = os.link, type(store).head_position
     disk = ["fine"]
 
-    def rename(src, dst):
+    def link(src, dst):  # the store publishes a commit with a hard link (no replace)
         if Path(dst).parent.name == "events" and disk == ["fine"]:
-            disk[0] = "failing"  # the commit's rename fails, and so does the next look
+            disk[0] = "failing"  # the commit's publish fails, and so does the next look
             raise OSError(errno.EIO, os.strerror(errno.EIO), str(dst))
-        return real_rename(src, dst)
+        return real_link(src, dst)
 
     def head(self):
         if disk == ["failing"]:
@@ -181,12 +181,16 @@ def test_an_append_that_stored_nothing_is_carried_out_by_the_retry(tmp_path, mon
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         return real_head.fget(self)
 
-    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "link", link)
     monkeypatch.setattr(type(store), "head_position", property(head))
     with pytest.raises(OSError) as raised:
         bus.dispatch(AddStock("sku-1", 5, idempotency_key="k-1"))
     assert len(store) == 0
     assert "could not be checked" in "".join(raised.value.__notes__)
+    with pytest.raises(es.StoreIOError, match="stopped writing"):  # until opened again
+        bus.dispatch(AddStock("sku-1", 5, idempotency_key="k-1"))
+    store.close()
+    store, bus = open_bus(tmp_path / "s")
     assert bus.dispatch(AddStock("sku-1", 5, idempotency_key="k-1")).status == "ok"
     assert bus.dispatch(AddStock("sku-1", 5, idempotency_key="k-1")).status == "duplicate"
     assert stock(store) == 5
@@ -241,7 +245,7 @@ def test_a_sigkilled_sender_after_a_lost_key_file_repeats_nothing_after_a_restar
     store.close()
 
 
-FAULTS = ["none", "snapshot write", "key file", "events folder sync", "commit rename"]
+FAULTS = ["none", "snapshot write", "key file", "events folder sync", "commit publish"]
 
 
 def inject(mp: pytest.MonkeyPatch, fault: str, events: Path) -> None:
@@ -251,15 +255,15 @@ def inject(mp: pytest.MonkeyPatch, fault: str, events: Path) -> None:
         fail_replace(mp, "idempotency", errno.ENOSPC)
     elif fault == "events folder sync":  # after the rename: committed, but append raises
         fail_events_folder_sync(mp, events, "fsync", errno.EIO)
-    elif fault == "commit rename":  # before the rename: nothing stored
-        real = os.rename
+    elif fault == "commit publish":  # before the commit's name exists: nothing stored
+        real = os.link
 
-        def rename(src, dst):
+        def link(src, dst):
             if Path(dst).parent == events:
                 raise OSError(errno.EIO, os.strerror(errno.EIO), str(dst))
             return real(src, dst)
 
-        mp.setattr(os, "rename", rename)
+        mp.setattr(os, "link", link)
 
 
 @settings(max_examples=12, suppress_health_check=[HealthCheck.too_slow])
@@ -283,7 +287,7 @@ def test_whatever_fails_each_key_is_carried_out_at_most_once(tmp_path_factory, d
                 inject(mp, fault, events)
                 try:
                     status = bus.dispatch(AddStock("sku-1", quantity, idempotency_key=f"k-{key}")).status
-                except OSError as exc:
+                except (OSError, es.CommitUnconfirmedError) as exc:
                     notes = "".join(getattr(exc, "__notes__", []))
                     status = "carried out" if "carried out" in notes else "not stored"
             if status == "duplicate":
