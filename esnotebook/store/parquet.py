@@ -171,7 +171,6 @@ class ParquetEventStore(StoreBase):
         self._cache = StreamCache(limit=_CACHE_EVENTS)
         self._listing_stamp: int | None = None
         self._open_folder()
-        self.store_id: str | None = _read_marker(self.path).get("store_id")
         # Leftovers of crashed writers are removed by the next writer when it takes the
         # lock, not here: a reader taking the lock, even briefly, could make a real writer
         # fail with StoreLockedError. Readers ignore leftovers anyway.
@@ -188,12 +187,12 @@ class ParquetEventStore(StoreBase):
         marker = p / MARKER
         if not marker.exists():
             self._create()
+        info = _read_marker(p)
         try:
-            info = json.loads(marker.read_text())
             fmt, version, store_id = info["format"], info["version"], info.get("store_id")
             if not isinstance(store_id, str | None):
                 raise TypeError(f"store_id must be a string (got {store_id!r})")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:
             raise StoreCorruptedError(f"{marker}: unreadable store marker ({exc})") from None
         if fmt != FORMAT or version not in READABLE_VERSIONS:
             raise EventStoreError(
@@ -333,7 +332,7 @@ class ParquetEventStore(StoreBase):
         marker = self.path / MARKER
         info = _read_marker(self.path)
         if info.get("version") != FORMAT_VERSION or not info.get("store_id"):
-            info.update(version=FORMAT_VERSION, store_id=info.get("store_id") or str(uuid.uuid4()))
+            info.update(version=FORMAT_VERSION, store_id=info.get("store_id") or uuid.uuid4().hex)
             write_json(marker, info, durable=self.durable)
         self.store_id = info["store_id"]
 
