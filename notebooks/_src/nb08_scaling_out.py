@@ -90,9 +90,10 @@ duckdb.sql(f"""
 """).pl()
 '''),
     ("code", r'''
-# The same revenue per day as above, in SQL: the two engines must agree.
+# The same revenue per day as above, in SQL: the two engines must agree. Days are UTC days
+# in both (DuckDB would otherwise cut days at the machine's time zone).
 by_sql = duckdb.sql(f"""
-    SELECT CAST(recorded_at AS DATE) AS day, count(*) AS payments, sum(amount) AS revenue
+    SELECT CAST(recorded_at AT TIME ZONE 'UTC' AS DATE) AS day, count(*) AS payments, sum(amount) AS revenue
     FROM read_parquet('{files}', union_by_name = true)
     WHERE event_type = 'PaymentReceived' GROUP BY 1 ORDER BY 1
 """).pl()
@@ -152,7 +153,7 @@ summary (its `placed_at` column) on the cluster.
 '''),
     ("code", r'''
 busiest_day = duckdb.sql(f"""
-    SELECT CAST(recorded_at AS DATE) AS day, count(*) AS n
+    SELECT CAST(recorded_at AT TIME ZONE 'UTC' AS DATE) AS day, count(*) AS n
     FROM read_parquet('{files}', union_by_name = true)
     WHERE event_type = 'OrderPlaced' GROUP BY 1 ORDER BY n DESC, day LIMIT 1
 """).fetchall()[0][0]
