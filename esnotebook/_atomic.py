@@ -71,11 +71,7 @@ def _temporary(target: Path) -> Path:
 def _publish(tmp: Path, target: Path, durable: bool) -> None:
     try:
         if durable:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_path(tmp)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
