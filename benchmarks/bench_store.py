@@ -12,7 +12,8 @@ single-order appends into memory >= 5x eventsourcing's in-memory save rate; read
 event Parquet store into the canonical frame >= 10 M events/s. Issue 13: what the CRC32C
 check of every file costs a freshly opened store (one pass over the file's bytes, once per
 store object), beside the same files unchecked (named as layout 3 named them), for a full
-read and for a rebuild.
+read and for a rebuild. Issue 14: a live consumer's read of the newest batch costs the
+same in a store made of many small commits as in one made of a single bulk commit.
 """
 
 from __future__ import annotations
@@ -135,13 +136,14 @@ def timed(fn: Callable[[], object], repeats: int, setup: Callable[[], object] | 
     return statistics.median(times)
 
 
-def timed_pair(ours: Callable[[], object], peer: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Median seconds of ``ours`` and ``peer``, run in turn so both see the same machine load."""
+def timed_pair(ours: Callable[..., object], peer: Callable[..., object], repeats: int, **kwargs: object) -> tuple[float, float]:
+    """Median seconds of ``ours`` and ``peer`` (both called with ``kwargs``), run in turn so
+    both see the same machine load."""
     a, b = [], []
     for _ in range(repeats):
         for fn, out in ((ours, a), (peer, b)):
             t0 = time.perf_counter()
-            fn()
+            fn(**kwargs)
             out.append(time.perf_counter() - t0)
     return statistics.median(a), statistics.median(b)
 
@@ -222,8 +224,24 @@ def main() -> None:
         k = min(n, 500_000)
         ours = timed(lambda: sum(1 for _ in store.read_all(to_position=k)), args.repeats)
         row(f"read_all -> RecordedEvent objects ({k:,} ev)", k, ours, "", None)
+        newest_batch_of_many_commits(frame, tmp, args.repeats)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def newest_batch_of_many_commits(frame: pl.DataFrame, tmp: Path, repeats: int, commits: int = 200) -> None:
+    """What a live consumer reads: the newest 1,000 events of a store of ``commits`` appends,
+    beside the same events in a store of one commit (a range scan reads the commits in range)."""
+    part = frame.head(200_000)
+    n = part.height
+    for kind, make in (("memory", lambda name: InMemoryEventStore()),
+                       ("parquet", lambda name: ParquetEventStore(tmp / name, durable=False))):  # fmt: skip
+        one, many = make(f"one-{kind}"), make(f"many-{kind}")
+        one.append_frame(part)
+        for lo in range(0, n, n // commits):
+            many.append_frame(part.slice(lo, n // commits))
+        ours, peer = timed_pair(many.to_polars, one.to_polars, repeats, from_position=n - 1_000)
+        row(f"newest 1,000 of {commits} commits, {kind}", 1_000, ours, "the same events in 1 commit", peer)
 
 
 if __name__ == "__main__":

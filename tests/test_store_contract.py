@@ -481,3 +481,37 @@ def test_append_frame_refuses_duplicate_event_ids_and_writes_nothing(store):
     with pytest.raises(EventDataError, match=r"row 1: event_id .* also in row 0"):
         store.append_frame(pl.DataFrame({"stream_id": ["a", "b"], "event_type": ["T", "T"], "event_id": ids}))
     assert_unchanged(store, before)
+
+
+def test_a_range_scan_of_a_store_made_of_many_commits_equals_the_filtered_whole(store):
+    """Backends leave out the commits outside a scanned range (a consumer reading the newest
+    batch reads those only); what comes back is exactly the whole frame filtered, with every
+    column and type, even for a range with no event in it."""
+    for i in range(12):
+        if i % 3 == 2:
+            store.append_frame(order_frame(2, first=100 + 2 * i))
+        else:
+            store.append(f"order-{i}", [placed(str(i)), *([paid(str(i), i)] if i % 2 else [])])
+    whole = store.to_polars()
+    head = store.head_position
+    for lo, hi in [(0, None), (0, 1), (3, 7), (head - 1, None), (5, 5), (head, None), (head + 3, head + 9)]:
+        got = store.to_polars(from_position=lo, to_position=hi)
+        want = whole.filter(pl.col("position") > lo, pl.col("position") <= (hi if hi is not None else head))
+        assert_frame_equal(got, want)
+        events = list(store.read_all(from_position=lo, to_position=hi))
+        assert [e.position for e in events] == want["position"].to_list()
+
+
+def test_a_parquet_range_scan_opens_only_the_files_that_hold_the_range(tmp_path, monkeypatch):
+    from esnotebook.store import parquet
+
+    store = ParquetEventStore(tmp_path / "s", durable=False)
+    for i in range(6):
+        store.append(f"order-{i}", [placed(str(i)), paid(str(i), i)])
+    opened = []
+    real = parquet._scan_files
+    monkeypatch.setattr(parquet, "_scan_files", lambda paths, *a: opened.append(paths) or real(paths, *a))
+    assert store.to_polars(from_position=8, to_position=10)["position"].to_list() == [9, 10]
+    assert [p.rsplit("/", 1)[1][:25] for p in opened[-1]] == ["000000000009-000000000010"]
+    assert store.to_polars()["position"].to_list() == list(range(1, 13))
+    assert len(opened[-1]) == 6

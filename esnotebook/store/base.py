@@ -123,9 +123,13 @@ class StoreBase:
         """Persist one commit: an event frame in position order (header + union of fields)."""
         raise NotImplementedError
 
-    def _events_frame(self) -> pl.LazyFrame | None:
+    def _events_frame(self, start: int = 0, end: int | None = None) -> pl.LazyFrame | None:
         """Every event, in position order: the header, then every field of the store
-        (:meth:`field_types`), null where an event's type lacks it; ``None`` when empty."""
+        (:meth:`field_types`), null where an event's type lacks it; ``None`` when empty.
+
+        ``start``/``end`` let a backend leave out the commits wholly outside ``start <
+        position <= end`` (the caller still filters): a consumer reading the newest batch of
+        a store made of many small appends reads those, not all of them."""
         raise NotImplementedError
 
     def _with_stream_numbers(self, lf: pl.LazyFrame) -> pl.LazyFrame:
@@ -458,11 +462,13 @@ class StoreBase:
         while lo < end:
             hi = min(lo + READ_CHUNK, end)
             pred = (pl.col("position") > lo) & (pl.col("position") <= hi)
-            yield from self._retrying(lambda: self._events_where(types, pred))
+            yield from self._retrying(lambda: self._events_where(types, pred, lo, hi))
             lo = hi
 
-    def _events_where(self, types: Sequence[str] | None, predicate: pl.Expr) -> list[RecordedEvent]:
-        lf = self._events_frame()
+    def _events_where(
+        self, types: Sequence[str] | None, predicate: pl.Expr, start: int = 0, end: int | None = None
+    ) -> list[RecordedEvent]:
+        lf = self._events_frame(start, end)
         if lf is None:
             return []
         if types is not None:
@@ -530,7 +536,7 @@ class StoreBase:
         with self._mutex:  # types, columns and frame of one snapshot: no append in between
             types = self._types(event_types)
             columns = canonical_columns(self._schemas, types)
-            lf = self._events_frame() if types else None
+            lf = self._events_frame(from_position, to_position) if types else None
             narrow = len(types) < len(self._schemas)
         extra = [c for c, on in (("metadata", with_metadata), ("stream_number", with_stream_number)) if on]
         columns[len(CANONICAL_COLUMNS) : len(CANONICAL_COLUMNS)] = extra

@@ -115,13 +115,16 @@ class InMemoryEventStore(StoreBase):
             self._segments.append(_Segment(tail[0].position, tail[-1].position, events=tail, frame=frame))
 
     # ------------------------------------------------------------------ reads
-    def _events_frame(self) -> pl.LazyFrame | None:
+    def _events_frame(self, start: int = 0, end: int | None = None) -> pl.LazyFrame | None:
         with self._mutex:
             self._seal()
-            parts = [s.frame for s in self._segments if s.frame is not None]
+            if not self._segments:
+                return None
             target = {**HEADER_SCHEMA, **self._field_union()}
+            parts = [s.frame for s in self._segments
+                     if s.frame is not None and s.last > start and (end is None or s.first <= end)]  # fmt: skip
         if not parts:
-            return None
+            return pl.LazyFrame(schema=target)
         return pl.concat(_aligned(parts, target), how="vertical", rechunk=False).lazy()
 
     def read_stream(

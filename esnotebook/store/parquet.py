@@ -623,14 +623,17 @@ class ParquetEventStore(StoreBase):
             fsync_path(path)
 
     # ------------------------------------------------------------------ reads
-    def _events_frame(self) -> pl.LazyFrame | None:
+    def _events_frame(self, start: int = 0, end: int | None = None) -> pl.LazyFrame | None:
         if not self._files:
             return None
         from polars.io.plugins import register_io_source
 
         schema = {**HEADER_SCHEMA, **self._field_union()}
+        files = [f for f in self._files if f.last > start and (end is None or f.first <= end)]
+        if not files:
+            return pl.LazyFrame(schema=schema)
         # A plain function of the paths (no store inside), so the plan pickles (dask).
-        source = functools.partial(_scan_files, [str(f.path) for f in self._files], schema)
+        source = functools.partial(_scan_files, [str(f.path) for f in files], schema)
         return register_io_source(source, schema=schema, explain_name="esnotebook files")
 
     def _with_stream_numbers(self, lf: pl.LazyFrame) -> pl.LazyFrame:
