@@ -242,6 +242,23 @@ def newest_batch_of_many_commits(frame: pl.DataFrame, tmp: Path, repeats: int, c
             many.append_frame(part.slice(lo, n // commits))
         ours, peer = timed_pair(many.to_polars, one.to_polars, repeats, from_position=n - 1_000)
         row(f"newest 1,000 of {commits} commits, {kind}", 1_000, ours, "the same events in 1 commit", peer)
+    # A consumer one event behind a producer appending one event per command, in memory.
+    one = InMemoryEventStore()
+    one.append_frame(part.head(2_000))
+    events = [NewEvent("PaymentReceived", {"order_id": str(i), "amount": i}) for i in range(2_000)]
+
+    def append_and_read() -> None:
+        many = InMemoryEventStore()
+        for i, e in enumerate(events):
+            many.append(f"order-{i % 500}", [e])
+            many.to_polars(from_position=i)
+
+    def read_only() -> None:
+        for i in range(2_000):
+            one.to_polars(from_position=i, to_position=i + 1)
+
+    ours, peer = timed_pair(append_and_read, read_only, repeats)
+    row("append 1 + read it, 2,000 times, memory", 2_000, ours, "the reads alone, 1 commit", peer)
 
 
 if __name__ == "__main__":

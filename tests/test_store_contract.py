@@ -515,3 +515,19 @@ def test_a_parquet_range_scan_opens_only_the_files_that_hold_the_range(tmp_path,
     assert [p.rsplit("/", 1)[1][:25] for p in opened[-1]] == ["000000000009-000000000010"]
     assert store.to_polars()["position"].to_list() == list(range(1, 13))
     assert len(opened[-1]) == 6
+
+
+def test_a_memory_store_fed_one_event_at_a_time_stays_a_few_one_chunk_segments():
+    """Events appended one at a time, each followed by a read (a live consumer), merge like a
+    binary counter: at most 17 segments per 65,536 events, each frame one chunk, the newest
+    event in the smallest. (Before, one segment of thousands of chunks made each read slower
+    than the last.) Every read along the way sees exactly what was appended."""
+    store = InMemoryEventStore()
+    for i in range(1, 1001):
+        store.append(f"order-{i % 7}", [paid(str(i), i)])
+        assert store.to_polars(from_position=i - 1)["amount"].to_list() == [i]
+    sizes = [s.last - s.first + 1 for s in store._segments]
+    assert sizes == sorted(sizes, reverse=True) and sum(sizes) == 1000
+    assert len(sizes) == bin(1000).count("1")
+    assert all(s.frame.n_chunks() == 1 for s in store._segments)
+    assert store.to_polars()["amount"].to_list() == list(range(1, 1001))

@@ -16,7 +16,7 @@ from .base import READ_CHUNK, Clock, StoreBase, _check_int, _check_stream_id
 
 __all__ = ["InMemoryEventStore"]
 
-#: Consecutive small commits are merged into one segment up to this many events, so that a
+#: Consecutive small commits are merged into segments of up to this many events, so that a
 #: store fed one command at a time does not end up as thousands of tiny frames.
 _MERGE_BELOW = 65_536
 
@@ -95,6 +95,14 @@ class InMemoryEventStore(StoreBase):
     def _seal(self) -> None:
         """Move the object tail into a segment with an event frame (built once, here).
 
+        Small segments merge like a binary counter: the new one absorbs the one before it
+        while that one is no longer than it (and both are object segments under
+        ``_MERGE_BELOW`` events). Segment sizes then halve towards the head, so an event is
+        copied at most log2(_MERGE_BELOW) = 16 times over its life, a store fed one event at a
+        time holds at most 17 segments per 65,536 events, and the newest events sit in
+        small ones (what a consumer reads next). Every frame is one chunk. Merges make new
+        segments: a reader holding the old ones keeps reading them unchanged.
+
         The tail is detached only once its frame is built: if building it fails, every
         event stays readable from the tail.
         """
@@ -103,16 +111,16 @@ class InMemoryEventStore(StoreBase):
             return
         union = self._field_union()
         names = dict.fromkeys(f for t in dict.fromkeys(e.event_type for e in tail) for f in self._schemas[t])
-        frame = frame_from_events(tail, {f: union[f] for f in names}, self._tail_numbers)
+        new = _Segment(tail[0].position, tail[-1].position, events=tail,
+                       frame=frame_from_events(tail, {f: union[f] for f in names}, self._tail_numbers))  # fmt: skip
         self._tail, self._tail_numbers = [], []
-        prev = self._segments[-1] if self._segments else None
-        if prev is not None and prev.events is not None and len(prev.events) + len(tail) <= _MERGE_BELOW:
-            prev.events.extend(tail)
-            prev.last = tail[-1].position
-            assert prev.frame is not None
-            prev.frame = pl.concat(_aligned([prev.frame, frame], _union_schema(prev.frame, frame)))
-        else:
-            self._segments.append(_Segment(tail[0].position, tail[-1].position, events=tail, frame=frame))
+        segments = self._segments
+        while segments and _absorbs(new, segments[-1]):
+            prev = segments.pop()
+            assert prev.frame is not None and new.frame is not None
+            frame = pl.concat(_aligned([prev.frame, new.frame], _union_schema(prev.frame, new.frame)), rechunk=True)
+            new = _Segment(prev.first, new.last, events=[*prev.events, *new.events], frame=frame)  # type: ignore[misc]
+        segments.append(new)
 
     # ------------------------------------------------------------------ reads
     def _events_frame(self, start: int = 0, end: int | None = None) -> pl.LazyFrame | None:
@@ -165,8 +173,7 @@ class InMemoryEventStore(StoreBase):
         wanted = set(types or ())
         everything = types is None
         with self._mutex:
-            # A segment's object list and its last position grow in place when the tail is
-            # sealed into it: bound each segment by its last position as of now.
+            # Sealing replaces segments, never changes one: these stay as they are now.
             segments = [(seg, seg.last) for seg in self._segments]
             tail = list(self._tail)
         for seg, last in segments:
@@ -196,6 +203,13 @@ class InMemoryEventStore(StoreBase):
                 part = part.filter(kinds)
             yield from events_from_frame(part, self._schemas)
             lo = hi
+
+
+def _absorbs(new: _Segment, prev: _Segment) -> bool:
+    """Whether sealing merges ``prev`` into the ``new`` segment after it (see ``_seal``)."""
+    if prev.events is None or new.events is None:
+        return False
+    return len(prev.events) <= len(new.events) and len(prev.events) + len(new.events) <= _MERGE_BELOW
 
 
 def _union_schema(*frames: pl.DataFrame) -> dict[str, pl.DataType]:
