@@ -11,6 +11,17 @@ Every :meth:`ProjectionRunner.step` appends one row to ``runner.metrics``:
 ``seconds``        how long the step took
 ``events_per_s``   ``applied / seconds``
 
+A :meth:`~esnotebook.ProjectionRunner.rebuild` records rows too (one per committed chunk,
+or one at the end), and on its last row two more columns, null on every other row:
+
+``rebuild_predicted_s``  the cost model's seconds for the whole rebuild,
+                         ``overhead + per_event * head``: with the ``costs`` given (e.g.
+                         ``es.sim.calibrate``'s), or else fitted on the first two chunks
+                         (see :class:`esnotebook._progress.ModelEta`); null for a Dask
+                         rebuild
+``rebuild_actual_s``     the seconds the whole rebuild took, from the call to the last
+                         commit
+
 :func:`lag_status` judges the recent window of these rows the way LinkedIn's Burrow judges
 a Kafka consumer. The rules, checked in this order (the first that matches wins):
 
@@ -53,6 +64,8 @@ METRICS_SCHEMA: dict[str, pl.DataType] = {
     "applied": pl.Int64(),
     "seconds": pl.Float64(),
     "events_per_s": pl.Float64(),
+    "rebuild_predicted_s": pl.Float64(),
+    "rebuild_actual_s": pl.Float64(),
 }
 
 Status = Literal["OK", "WARNING", "STALLED", "STOPPED"]
