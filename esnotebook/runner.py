@@ -259,7 +259,10 @@ class ProjectionRunner:
         )
 
     def status(self, *, window: int = 10) -> LagStatus:
-        """The Burrow-style lag status of the last ``window`` steps (rules: monitoring)."""
+        """The Burrow-style lag status of the last ``window`` steps, with the catch-up time
+        ``backlog / (consume rate - arrival rate)`` and its verdict (``draining``,
+        ``growing`` or ``stalled``), both rates measured over the window (rules:
+        :mod:`esnotebook.monitoring`)."""
         return lag_status(
             self.metrics, now=self._clock(), window=window,
             head=self.store.head_position, checkpoint=self._checkpoint,
