@@ -91,8 +91,9 @@ class ModelEta:
                 first, seconds = self._chunks[0]
                 self.overhead += max(seconds - self.per_event * first, 0.0)
         self.done += n
-        self._show()
-        self.bar.update(n)
+        self._show(n)
 
-    def _show(self) -> None:
+    def _show(self, advanced: int = 0) -> None:
         self.bar.set_postfix_str(f"model {self.bar.format_interval(self.left)} left", refresh=False)
+        self.bar.update(advanced)
+        self.bar.refresh()  # at once: a chunk is long, and tqdm skips draws within its mininterval

@@ -218,7 +218,9 @@ def lag_status(
     )  # fmt: skip
 
 
-def _burrow(lags: list[int], checkpoints: list[int], times: list[datetime], now: datetime) -> tuple[Status, str]:
+def _burrow(
+    lags: list[int], checkpoints: list[int], times: list[datetime], now: datetime
+) -> tuple[Status, str]:
     """The Burrow status and its rule (rules 1-5 of the module docstring)."""
     last_lag = lags[-1]
     if min(lags) == 0:

@@ -327,8 +327,9 @@ class ProjectionRunner:
                     unit="ev", unit_scale=True)  # fmt: skip
 
     def _record(
-        self, head: int, applied: int, seconds: float, *, predicted: float | None = None, actual: float | None = None
-    ) -> None:
+        self, head: int, applied: int, seconds: float, *,
+        predicted: float | None = None, actual: float | None = None,
+    ) -> None:  # fmt: skip
         now = self._clock()
         ckpt = self._checkpoint
         time_lag = 0.0
@@ -718,7 +719,8 @@ class ProjectionRunner:
                     parts.append(future.result())
                 except Exception:  # noqa: BLE001 - folded again below, with bisection
                     parts.append(self._fold(p.initial(), batch, strict=strict, engine="in-memory"))
-                step = head * (i + 1) // ranges - told
+                # Per batch, not per range: a store of few streams has fewer batches than ranges.
+                step = head * (i + 1) // len(batches) - told
                 bar.update(step)
                 told += step
         state = pl.concat(parts, how="vertical", rechunk=False)
