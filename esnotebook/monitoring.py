@@ -15,10 +15,13 @@ A :meth:`~esnotebook.ProjectionRunner.rebuild` records rows too (one per committ
 or one at the end), and on its last row two more columns, null on every other row:
 
 ``rebuild_predicted_s``  the cost model's seconds for the whole rebuild,
-                         ``overhead + per_event * head``: with the ``costs`` given (e.g.
-                         ``es.sim.calibrate``'s), or else fitted on the first two chunks
-                         (see :class:`esnotebook._progress.ModelEta`); null for a Dask
-                         rebuild
+                         ``overhead + per_event * head``, with the ``costs`` given (e.g.
+                         ``es.sim.calibrate``'s ``rebuild_overhead`` and ``apply_cost``),
+                         or else fitted on the first three chunks: ``overhead`` is the
+                         setup before the first chunk plus that chunk's seconds beyond
+                         ``per_event`` (warm-up), ``per_event`` the seconds per event of
+                         the second and third chunks together (ranges folded two at a
+                         time finish in pairs); null for a Dask rebuild
 ``rebuild_actual_s``     the seconds the whole rebuild took, from the call to the last
                          commit
 

@@ -567,8 +567,7 @@ class ProjectionRunner:
 
         The progress bar shows, beside tqdm's rate-based ETA, a cost model's time left
         (``model 01:20 left``): ``seconds = overhead + per_event * events``, with the costs
-        given, or else fitted on the first two chunks (see
-        :class:`esnotebook._progress.ModelEta`).
+        given, or else fitted on the first three chunks (how: :mod:`esnotebook.monitoring`).
         The rebuild's last metrics row records the model's forecast for the whole rebuild
         and the seconds it took (``rebuild_predicted_s``, ``rebuild_actual_s``; see
         :mod:`esnotebook.monitoring`).
@@ -596,9 +595,9 @@ class ProjectionRunner:
         costs
             A calibrated model, e.g. ``es.sim.calibrate(store, projection=...)``: anything
             with ``apply_cost`` (seconds per event) and ``rebuild_overhead`` (seconds per
-            rebuild). Default: fit them on the first two chunks. A rebuild in one chunk (the
-            vectorised default) then predicts only what it measured: pass ``costs`` or a
-            ``chunk_size`` for a forecast.
+            rebuild). Default: fit them on the first three chunks, so a rebuild in one
+            chunk (by default, a vectorised projection not keyed by stream) predicts only
+            what it measured: pass ``costs``, or a ``chunk_size``, for a forecast.
         client
             A ``distributed.Client``: rebuild a vectorised projection partition-parallel on
             Dask (see :func:`esnotebook._dask.partitioned_rebuild`); implies strict.

@@ -41,11 +41,11 @@ class FakeTimer:
         return self.now
 
 
-def test_the_model_eta_is_fitted_on_the_first_two_chunks_and_counts_down():
+def test_the_model_eta_is_fitted_on_the_first_three_chunks_and_counts_down():
     """Without costs the model is fitted on the first chunk (setup as fixed cost, its rate
-    per event), then on the second (its rate; the first chunk's excess is fixed cost too),
-    and not after: its time left is per_event * events still to go, whatever later chunks
-    take, so a wrong forecast shows beside tqdm's rate-based ETA."""
+    per event), then on the next two (their pooled rate; the first chunk's excess is fixed
+    cost too), and not after: its time left is per_event * events still to go, whatever
+    later chunks take, so a wrong forecast shows beside tqdm's rate-based ETA."""
     from esnotebook._progress import ModelEta
 
     timer = FakeTimer()
@@ -60,12 +60,15 @@ def test_the_model_eta_is_fitted_on_the_first_two_chunks_and_counts_down():
     timer.now += 10.0  # second chunk: 100 events in 10 s, so 20 s of the first were warm-up
     eta.update(100)
     assert eta.per_event == pytest.approx(0.1) and eta.overhead == pytest.approx(22.0)
-    assert eta.predicted == pytest.approx(22.0 + 0.1 * 1000)
-    timer.now += 500.0  # a slow third chunk changes nothing: the forecast stands
+    timer.now += 20.0  # third: 100 in 20 s; the second and third pooled: 0.15 s per event
     eta.update(100)
-    assert eta.predicted == pytest.approx(122.0) and eta.left == pytest.approx(70.0)
-    assert bar.postfix == "model 01:10 left"
-    eta.update(700)
+    assert eta.per_event == pytest.approx(0.15) and eta.overhead == pytest.approx(2.0 + 30.0 - 15.0)
+    assert eta.predicted == pytest.approx(17.0 + 0.15 * 1000) and bar.postfix == "model 01:45 left"
+    timer.now += 500.0  # a slow fourth chunk changes nothing: the forecast stands
+    eta.update(100)
+    assert eta.predicted == pytest.approx(167.0) and eta.left == pytest.approx(90.0)
+    assert bar.postfix == "model 01:30 left"
+    eta.update(600)
     assert eta.left == 0 and bar.postfix == "model 00:00 left"
 
 
