@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
+from ._progress import ModelEta
 from .deadletter import DeadLetterQueue
 from .monitoring import METRICS_SCHEMA, LagStatus, lag_status
 from .projections import (
@@ -33,6 +34,7 @@ from .runner_targets import Committed, MemoryTarget, ParquetTarget
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .sim import RebuildCosts
     from .store.base import EventStore
 
 __all__ = ["ProjectionRunner"]
@@ -559,7 +561,7 @@ class ProjectionRunner:
         strict: bool = False,
         chunk_size: int | None = None,
         progress: bool | None = None,
-        costs: Any = None,
+        costs: RebuildCosts | None = None,
         client: Any = None,
         buckets: int | None = None,
     ) -> int:
@@ -649,8 +651,6 @@ class ProjectionRunner:
         done = 0
         try:
             with self._progress(head, progress, "rebuild") as bar:
-                from ._progress import ModelEta
-
                 eta = ModelEta(bar, total=head, began=began, **model)
                 if by_streams:
                     state = self._rebuild_by_streams(head, eta, strict=strict)
