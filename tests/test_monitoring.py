@@ -206,12 +206,13 @@ def test_the_verdict_matches_the_sign_of_consume_minus_arrival(steps, start_lag)
     assert math.isfinite(s.catch_up_s) == (s.verdict == "draining")
 
 
-def test_a_real_runner_behind_a_growing_store_catches_up_when_its_status_said():
+@pytest.mark.parametrize("kind", ["memory", "parquet"])
+def test_a_real_runner_behind_a_growing_store_catches_up_when_its_status_said(tmp_path, kind):
     """A runner stepping 15 events a (fake) second behind a producer of 10 a second: its
     status forecasts the catch-up time from the measured rates, and the lag then reaches 0
     at that second; stepping 5 a second instead, it is growing and never catches up."""
     now = [T0]
-    store = es.InMemoryEventStore()
+    store = es.InMemoryEventStore() if kind == "memory" else es.ParquetEventStore(tmp_path / "s", durable=False)
     runner = ProjectionRunner(store, OrderSummaryFrame(), clock=lambda: now[0])
     orders = iter(range(10_000))
 
