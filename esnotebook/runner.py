@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
+from ._progress import ModelEta
 from .deadletter import DeadLetterQueue
 from .monitoring import METRICS_SCHEMA, LagStatus, lag_status
 from .projections import (
@@ -33,6 +34,7 @@ from .runner_targets import Committed, MemoryTarget, ParquetTarget
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .sim import RebuildCosts
     from .store.base import EventStore
 
 __all__ = ["ProjectionRunner"]
@@ -252,13 +254,17 @@ class ProjectionRunner:
 
     @property
     def metrics(self) -> pl.DataFrame:
-        """One row per step: wall time, head, checkpoint, lags, events/s (see monitoring)."""
+        """One row per step: wall time, head, checkpoint, lags, events/s, and a rebuild's
+        predicted and actual seconds (see :mod:`esnotebook.monitoring`)."""
         return pl.DataFrame(self._metrics, schema=METRICS_SCHEMA, orient="row") if self._metrics else (
             pl.DataFrame(schema=METRICS_SCHEMA)
         )
 
     def status(self, *, window: int = 10) -> LagStatus:
-        """The Burrow-style lag status of the last ``window`` steps (rules: monitoring)."""
+        """The Burrow-style lag status of the last ``window`` steps, with the catch-up time
+        ``backlog / (consume rate - arrival rate)`` and its verdict (``draining``,
+        ``growing`` or ``stalled``), both rates measured over the window (rules:
+        :mod:`esnotebook.monitoring`)."""
         return lag_status(
             self.metrics, now=self._clock(), window=window,
             head=self.store.head_position, checkpoint=self._checkpoint,
@@ -322,7 +328,10 @@ class ProjectionRunner:
         return progress_bar(total=total, enabled=show, desc=f"{self.projection.name} {what}",
                     unit="ev", unit_scale=True)  # fmt: skip
 
-    def _record(self, head: int, applied: int, seconds: float) -> None:
+    def _record(
+        self, head: int, applied: int, seconds: float, *,
+        predicted: float | None = None, actual: float | None = None,
+    ) -> None:  # fmt: skip
         now = self._clock()
         ckpt = self._checkpoint
         time_lag = 0.0
@@ -334,6 +343,7 @@ class ProjectionRunner:
             "wall_time": now, "head": head, "checkpoint": ckpt, "offset_lag": head - ckpt,
             "time_lag_s": time_lag, "applied": applied, "seconds": seconds,
             "events_per_s": applied / seconds if seconds > 0 else None,
+            "rebuild_predicted_s": predicted, "rebuild_actual_s": actual,
         })  # fmt: skip
 
     # ------------------------------------------------------------------ applying
@@ -551,10 +561,18 @@ class ProjectionRunner:
         strict: bool = False,
         chunk_size: int | None = None,
         progress: bool | None = None,
+        costs: RebuildCosts | None = None,
         client: Any = None,
         buckets: int | None = None,
     ) -> int:
         """Replay every event from position 0 into an empty state; return the events read.
+
+        The progress bar shows, beside tqdm's rate-based ETA, a cost model's time left
+        (``model 01:20 left``): ``seconds = overhead + per_event * events``, with the costs
+        given, or else fitted on the first three chunks (how: :mod:`esnotebook.monitoring`).
+        The rebuild's last metrics row records the model's forecast for the whole rebuild
+        and the seconds it took (``rebuild_predicted_s``, ``rebuild_actual_s``; see
+        :mod:`esnotebook.monitoring`).
 
         Parameters
         ----------
@@ -576,14 +594,33 @@ class ProjectionRunner:
             the end).
         progress
             Show a progress bar with an ETA (default: when over a million events).
+        costs
+            A calibrated model, e.g. ``es.sim.calibrate(store, projection=...)``: anything
+            with ``apply_cost`` (seconds per event) and ``rebuild_overhead`` (seconds per
+            rebuild). Default: fit them on the first three chunks, so a rebuild in one
+            chunk (by default, a vectorised projection not keyed by stream) predicts only
+            what it measured: pass ``costs``, or a ``chunk_size``, for a forecast.
         client
             A ``distributed.Client``: rebuild a vectorised projection partition-parallel on
             Dask (see :func:`esnotebook._dask.partitioned_rebuild`); implies strict.
         buckets
-            Partitions for the Dask rebuild (default: 4 per worker thread).
+            Partitions for the Dask rebuild (default: 4 per worker thread); a Dask rebuild
+            records no forecast (the model is of one process).
+
+        Examples
+        --------
+        >>> import esnotebook as es
+        >>> store = es.InMemoryEventStore()
+        >>> _ = store.append("order-1", [es.NewEvent("OrderPlaced", {"order_id": "1", "customer": "ada"})])
+        >>> runner = ProjectionRunner(store, es.OrderSummaryFrame())
+        >>> runner.rebuild(costs=es.sim.RebuildCosts(apply_cost=0.5, rebuild_overhead=2.0))
+        1
+        >>> runner.metrics.select("rebuild_predicted_s").item()  # 2 s + 1 event * 0.5 s
+        2.5
         """
         if mode not in ("in_place", "shadow"):
             raise ValueError(f"'mode' must be 'in_place' or 'shadow' (got {mode!r})")
+        model = _model_costs(costs)
         self._writable()
         p = self.projection
         began = time.perf_counter()
@@ -596,7 +633,8 @@ class ProjectionRunner:
             frame = partitioned_rebuild(self.store, p, client=client, buckets=buckets, to_position=head)
             self._dlq.clear()
             self._commit(frame, head)
-            self._record(head, head, time.perf_counter() - began)
+            took = time.perf_counter() - began
+            self._record(head, head, took, actual=took)
             return head
         by_streams = chunk_size is None and isinstance(p, VectorisedProjection) and p.keyed_by_stream
         if chunk_size is None:
@@ -613,8 +651,9 @@ class ProjectionRunner:
         done = 0
         try:
             with self._progress(head, progress, "rebuild") as bar:
+                eta = ModelEta(bar, total=head, began=began, **model)
                 if by_streams:
-                    state = self._rebuild_by_streams(head, bar, strict=strict)
+                    state = self._rebuild_by_streams(head, eta, strict=strict)
                     done = head
                 while done < head:
                     started = time.perf_counter()
@@ -622,8 +661,11 @@ class ProjectionRunner:
                     state = self._apply_range(state, done, end, strict=strict)
                     if mode == "in_place":
                         self._commit(state, end)
-                        self._record(head, end - done, time.perf_counter() - started)
-                    bar.update(end - done)
+                    eta.update(end - done)
+                    if mode == "in_place":
+                        now = time.perf_counter()
+                        outcome = {"predicted": eta.predicted, "actual": now - began} if end == head else {}
+                        self._record(head, end - done, now - started, **outcome)
                     done = end
         except BaseException:
             if mode == "shadow":
@@ -631,7 +673,8 @@ class ProjectionRunner:
             raise
         if mode == "shadow" or by_streams:
             self._commit(state, head)
-            self._record(head, head, time.perf_counter() - began)
+            took = time.perf_counter() - began
+            self._record(head, head, took, predicted=eta.predicted, actual=took)
         return head
 
     def _rebuild_by_streams(self, head: int, bar: Any, *, strict: bool) -> pl.DataFrame:
@@ -675,7 +718,8 @@ class ProjectionRunner:
                     parts.append(future.result())
                 except Exception:  # noqa: BLE001 - folded again below, with bisection
                     parts.append(self._fold(p.initial(), batch, strict=strict, engine="in-memory"))
-                step = head * (i + 1) // ranges - told
+                # Per batch, not per range: a store of few streams has fewer batches than ranges.
+                step = head * (i + 1) // len(batches) - told
                 bar.update(step)
                 told += step
         state = pl.concat(parts, how="vertical", rechunk=False)
@@ -706,6 +750,19 @@ class ProjectionRunner:
             for k, v in rows.items()
         )
         return f"<b>ProjectionRunner</b><table>{body}</table>"
+
+
+def _model_costs(costs: Any) -> dict[str, float]:
+    """``ModelEta``'s arguments from a calibrated model (none: it fits its own)."""
+    if costs is None:
+        return {}
+    values = [getattr(costs, name, None) for name in ("apply_cost", "rebuild_overhead")]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf") for v in values):
+        raise TypeError(
+            "'costs' must have apply_cost and rebuild_overhead in seconds >= 0, like "
+            f"es.sim.calibrate's RebuildCosts (got {costs!r})"
+        )
+    return {"per_event": float(values[0]), "overhead": float(values[1])}
 
 
 def _failure(name: str, position: int, event_type: str, exc: BaseException) -> ProjectionError:

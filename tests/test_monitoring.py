@@ -1,11 +1,16 @@
-"""Lag monitoring: what each step records, and each Burrow-style status rule."""
+"""Lag monitoring: what each step records, each Burrow-style status rule, and the
+arrival-aware catch-up time."""
 
 from __future__ import annotations
 
+import itertools
+import math
 from datetime import datetime, timedelta, timezone
 
 import polars as pl
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from test_readmodels import Tick, fill_store
 
 import esnotebook as es
@@ -116,3 +121,122 @@ def test_a_runner_that_stops_stepping_becomes_stopped():
         clock()
     assert runner.status().status == "STOPPED"
     assert "STOPPED" in runner.status()._repr_html_()
+
+
+# ---------------------------------------------------------------------- catch-up time
+def test_catch_up_is_the_backlog_over_consume_minus_arrival_rate():
+    """Over the window the checkpoint advanced 60 in 4 s (15/s) and the head 40 (10/s): the
+    backlog of 75 drains at 5/s, in 15 s; the text and the HTML say so."""
+    w = window([15, 30, 45, 60, 75], [95, 90, 85, 80, 75])
+    status = lag_status(w, now=last(w))
+    assert (status.consume_rate, status.arrival_rate) == (15.0, 10.0)
+    assert (status.catch_up_s, status.verdict) == (15.0, "draining")
+    assert str(status) == "OK: lag shrinks; draining: caught up in 15.0 s (consuming 15 ev/s, arriving 10 ev/s)"
+    assert "caught up in 15.0 s" in status._repr_html_()
+
+
+def test_a_consumer_no_faster_than_arrivals_is_growing_and_never_catches_up():
+    """Consuming 10/s while 12/s arrive (or exactly 10/s: lag holds): catch-up is infinite."""
+    for lags in ([5, 7, 9], [5, 5, 5]):
+        status = lag_status(window([10, 20, 30], lags), now=T0 + timedelta(seconds=2))
+        assert (status.catch_up_s, status.verdict) == (math.inf, "growing")
+        assert "growing: never catches up (consuming 10 ev/s" in str(status)
+
+
+def test_a_consumer_that_does_not_consume_is_stalled():
+    """A checkpoint that does not move across the window (Burrow STALLED), a runner that
+    stopped stepping (STOPPED) and one that never stepped: infinite, stalled."""
+    stuck = window([10, 10, 10], [5, 6, 7])
+    assert lag_status(stuck, now=last(stuck)).verdict == "stalled"
+    moving = window([10, 20, 30], [5, 4, 3])  # it was draining, then stopped stepping
+    stopped = lag_status(moving, now=last(moving) + timedelta(seconds=10))
+    assert (stopped.status, stopped.verdict, stopped.catch_up_s) == ("STOPPED", "stalled", math.inf)
+    assert stopped.consume_rate == 10.0  # the rates are still those measured in the window
+    empty = pl.DataFrame(schema=METRICS_SCHEMA)
+    never = lag_status(empty, now=T0, head=5, checkpoint=0)
+    assert (never.catch_up_s, never.verdict) == (math.inf, "stalled")
+    assert "stalled: not consuming, never catches up" in str(never)
+
+
+def test_a_caught_up_consumer_has_nothing_left_to_drain():
+    """Lag 0 now: 0 s and draining, whatever the rates (even none, over an empty store)."""
+    w = window([10, 20, 30], [5, 0, 0])
+    status = lag_status(w, now=last(w))
+    assert (status.catch_up_s, status.verdict) == (0.0, "draining") and str(status).endswith("caught up")
+    empty = lag_status(pl.DataFrame(schema=METRICS_SCHEMA), now=T0)
+    assert (empty.catch_up_s, empty.verdict, empty.consume_rate) == (0.0, "draining", None)
+
+
+def test_a_window_that_spans_no_time_has_no_rates_and_no_error():
+    """One row, or rows at one instant (a frozen fake clock): no rate can be measured, so the
+    rates and the catch-up time are None (not a ZeroDivisionError, not NaN), and it says so."""
+    for w in (window([10], [5]), window([10, 20, 30], [5, 4, 3], seconds=0.0)):
+        status = lag_status(w, now=last(w))
+        assert (status.consume_rate, status.arrival_rate, status.catch_up_s, status.verdict) == (None,) * 4
+        assert "catch-up time unknown" in str(status) and "unknown" in status._repr_html_()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50), st.floats(0.01, 100)), min_size=2, max_size=8),
+       st.integers(0, 100))  # fmt: skip
+def test_the_verdict_matches_the_sign_of_consume_minus_arrival(steps, start_lag):
+    """On any window (each step: events consumed, events arrived, seconds since the last),
+    with lag left: draining exactly when the consumer outpaced the producer, and then the
+    backlog is gone after catch_up_s at the measured rates; stalled when the checkpoint did
+    not move; growing otherwise; finite exactly when draining."""
+    checkpoint, head, t = 0, start_lag, 0.0
+    rows = []
+    for consumed, arrived, dt in steps:
+        head += arrived
+        checkpoint = min(head, checkpoint + consumed)
+        t += dt
+        rows.append((T0 + timedelta(seconds=t), checkpoint, head - checkpoint))
+    w = pl.DataFrame(rows, schema=["wall_time", "checkpoint", "offset_lag"], orient="row")
+    w = w.with_columns(time_lag_s=pl.lit(0.0))
+    assume(w["offset_lag"][-1] > 0 and w["wall_time"][-1] > w["wall_time"][0])
+    s = lag_status(w, now=last(w), window=len(rows))
+    if s.consume_rate <= 0:
+        assert s.verdict == "stalled"
+    elif s.consume_rate > s.arrival_rate:
+        assert s.verdict == "draining"
+        left = s.offset_lag - (s.consume_rate - s.arrival_rate) * s.catch_up_s
+        assert left == pytest.approx(0, abs=1e-6 * s.offset_lag)
+    else:
+        assert s.verdict == "growing"
+    assert math.isfinite(s.catch_up_s) == (s.verdict == "draining")
+
+
+@pytest.mark.parametrize("kind", ["memory", "parquet"])
+def test_a_real_runner_behind_a_growing_store_catches_up_when_its_status_said(tmp_path, kind):
+    """A runner stepping 15 events a (fake) second behind a producer of 10 a second: its
+    status forecasts the catch-up time from the measured rates, and the lag then reaches 0
+    at that second; stepping 5 a second instead, it is growing and never catches up."""
+    now = [T0]
+    store = es.InMemoryEventStore() if kind == "memory" else es.ParquetEventStore(tmp_path / "s", durable=False)
+    runner = ProjectionRunner(store, OrderSummaryFrame(), clock=lambda: now[0])
+    orders = iter(range(10_000))
+
+    def second(step: int) -> None:
+        fill_store(store, [(f"order-{i}", "OrderPlaced", {"order_id": str(i), "customer": "ada"})
+                           for i in itertools.islice(orders, 10)])  # fmt: skip
+        runner.step(step)
+        now[0] += timedelta(seconds=1)
+
+    fill_store(store, [(f"order-{i}", "OrderPlaced", {"order_id": str(i), "customer": "ada"})
+                       for i in itertools.islice(orders, 100)])  # fmt: skip
+    for _ in range(5):
+        second(15)
+    status = runner.status(window=5)
+    assert (status.consume_rate, status.arrival_rate, status.verdict) == (15.0, 10.0, "draining")
+    forecast = status.catch_up_s
+    assert forecast == runner.lag / 5
+    took = 0
+    while runner.lag:
+        second(15)
+        took += 1
+    assert took == forecast
+    for _ in range(5):
+        second(5)
+    status = runner.status(window=4)
+    assert (status.consume_rate, status.arrival_rate) == (5.0, 10.0)
+    assert (status.verdict, status.catch_up_s) == ("growing", math.inf)

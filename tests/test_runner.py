@@ -342,3 +342,79 @@ def test_handler_batches_leave_the_garbage_collector_as_they_found_it():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+REBUILD_PATHS = [  # (form, mode, chunk_size, events per stream range): every way rebuild goes
+    pytest.param(OrderSummary, "in_place", 3, None, id="handler-chunks"),
+    pytest.param(OrderSummaryFrame, "in_place", 3, None, id="vectorised-chunks"),
+    pytest.param(OrderSummary, "shadow", 3, None, id="shadow"),
+    pytest.param(OrderSummaryFrame, "in_place", None, 3, id="range-by-range"),
+    pytest.param(OrderSummaryFrame, "shadow", None, 3, id="range-by-range-shadow"),
+]
+MODEL = es.sim.RebuildCosts(apply_cost=10.0, rebuild_overhead=5.0)  # 85 s for HISTORY's 8
+
+
+def shown(err: str) -> list[tuple[float, int]]:
+    """(events done, the model's seconds left) of every bar drawn that shows the model,
+    each checked to stand beside tqdm's own elapsed<remaining."""
+    import re
+
+    bar = r"\| *([\d.]+)/8\.00 \[(\d\d:\d\d)<([?\d:]+), [^,]+, model (\d\d):(\d\d) left\]"
+    found = re.findall(bar, err)
+    return [(float(done), int(m) * 60 + int(s)) for done, _, _, m, s in found]
+
+
+@pytest.mark.parametrize(("form", "mode", "chunk_size", "per_range"), REBUILD_PATHS)
+def test_a_rebuild_bar_shows_the_models_time_left_beside_tqdms(
+    monkeypatch, capsys, form, mode, chunk_size, per_range
+):
+    """Given calibrated costs, the bar of every rebuild path shows the model's time left,
+    apply_cost * events still to go, from before the first chunk down to 00:00, beside
+    tqdm's rate-based ETA; the last metrics row records the model's whole forecast."""
+    import esnotebook.runner as runner_module
+
+    if per_range is not None:
+        monkeypatch.setattr(runner_module, "STREAM_RANGE_EVENTS", per_range)
+    monkeypatch.setenv("TQDM_DISABLE", "")
+    runner = ProjectionRunner(new_store(HISTORY), form())
+    runner.rebuild(mode=mode, chunk_size=chunk_size, progress=True, costs=MODEL)
+    err = capsys.readouterr().err.replace("\r", "\n")
+    seen = shown(err)
+    assert seen[0] == (0.0, 80) and seen[-1] == (8.0, 0)
+    assert len({done for done, _ in seen}) >= 3  # it moved chunk by chunk
+    assert all(left == 10 * (8 - done) for done, left in seen)
+    assert runner.metrics["rebuild_predicted_s"][-1] == 85.0
+
+
+def test_a_real_rebuild_records_its_forecast_and_what_it_took():
+    """A rebuild's last metrics row holds the model's forecast and the whole rebuild's
+    seconds; every other row holds neither. What always holds, however fast the machine:
+    the whole rebuild took at least its chunks' seconds together; a one-chunk fit predicts
+    at most what the rebuild then took (it is fitted on that chunk, which ends before)."""
+    store = new_store(HISTORY * 50)
+    runner = ProjectionRunner(store, OrderSummary())
+    runner.step(10)
+    runner.rebuild(chunk_size=64)
+    rows = runner.metrics.tail(-1)  # the rebuild's: 400 events in chunks of 64
+    assert rows.height == 7 and rows["rebuild_predicted_s"].null_count() == 6
+    predicted, actual = rows.select("rebuild_predicted_s", "rebuild_actual_s").row(-1)
+    assert 0 < predicted < float("inf") and actual >= rows["seconds"].sum()
+    assert runner.metrics.head(1)["rebuild_actual_s"].is_null().all()  # a step is not a rebuild
+    one = ProjectionRunner(store, OrderSummary())
+    one.rebuild(chunk_size=400)
+    columns = ("rebuild_predicted_s", "rebuild_actual_s", "seconds")
+    predicted, actual, seconds = one.metrics.select(columns).row(0)
+    assert 0 < predicted <= actual and seconds <= actual
+    shadow = ProjectionRunner(store, OrderSummaryFrame())
+    shadow.rebuild(mode="shadow", chunk_size=64, costs=MODEL)
+    predicted, actual, seconds = shadow.metrics.select(columns).row(0)
+    assert predicted == 5.0 + 10.0 * 400 and actual == seconds  # the costs given; one row for all
+
+
+def test_rebuild_costs_must_be_a_calibrated_model():
+    """costs needs apply_cost and rebuild_overhead in seconds >= 0, and says so."""
+    runner = ProjectionRunner(new_store(HISTORY), OrderSummary())
+    for bad in (0.5, es.sim.RebuildCosts(apply_cost=-1.0)):
+        with pytest.raises(TypeError, match="'costs' must have apply_cost and rebuild_overhead"):
+            runner.rebuild(costs=bad)
+    assert runner.checkpoint == 0  # nothing was touched
