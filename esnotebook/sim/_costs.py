@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import json
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -98,32 +97,23 @@ _clock = time.perf_counter  # set by calibrate() for the duration of one calibra
 
 
 def _median_time(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = _clock()
-        fn()
-        times.append(_clock() - t)
-    return statistics.median(times)
+    return float(np.median(_timings([fn], repeats)))
 
 
-def _passes(load: Callable[[str], Any], ids: list[str], repeats: int) -> tuple[list[float], float]:
-    """Per-aggregate median load times over ``repeats`` passes through the whole sample, and
-    the median time of a whole pass.
+def _timings(jobs: list[Callable[[], Any]], repeats: int) -> np.ndarray:
+    """Seconds of each job (rows) in each of ``repeats`` passes (columns) through all of them.
 
-    Passes rather than one aggregate loaded several times in a row, which would time it with
-    warm caches; and the pass total too, because a garbage collection lands on one load of a
-    pass and the per-load medians drop it, while a real run of many loads pays for it.
+    Passes rather than one job run several times in a row, which would time it with warm
+    caches; and interleaved, so that a busy spell on the machine lands on every kind of
+    job alike instead of on whichever was being timed then.
     """
-    times: list[list[float]] = [[] for _ in ids]
-    totals = []
-    for _ in range(repeats):
-        start = _clock()
-        for slot, i in zip(times, ids):
+    out = np.empty((len(jobs), repeats))
+    for p in range(repeats):
+        for j, fn in enumerate(jobs):
             t = _clock()
-            load(i)
-            slot.append(_clock() - t)
-        totals.append(_clock() - start)
-    return [statistics.median(t) for t in times], statistics.median(totals)
+            fn()
+            out[j, p] = _clock() - t
+    return out
 
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -144,14 +134,13 @@ def _calibrate_rebuild(
     from ..runner import ProjectionRunner
 
     def run(n: int) -> None:
+        # What rebuild() does per chunk: apply the events, commit, record a metrics row.
         ProjectionRunner(store, projection, checkpoint="reset", batch_size=n).step(n)
 
     run(sizes[0])  # warm-up: imports, caches, the first read of the files
-    rows = [("rebuild", n, _median_time(lambda n=n: run(n), repeats)) for n in sizes]
-    x = np.array([r[1] for r in rows], dtype=float)
-    y = np.array([r[2] for r in rows])
-    overhead, per_event = _line(x, y)
-    return rows, per_event, overhead
+    seconds = np.median(_timings([lambda n=n: run(n) for n in sizes], repeats), axis=1)
+    overhead, per_event = _line(np.array(sizes, dtype=float), seconds)
+    return [("rebuild", n, float(t)) for n, t in zip(sizes, seconds)], per_event, overhead
 
 
 def _snapshot_store(store: Any, scratch: str) -> Any:
@@ -173,23 +162,30 @@ def _calibrate_loads(
     repeats: int,
     rng: np.random.Generator,
 ) -> tuple[list, dict[str, float]]:
+    """Loads of every sampled aggregate in full, up to a random version, and from a snapshot
+    near its head; the snapshot writes that made those snapshots.
+
+    The loads up to a random version spread the replayed lengths over 1 … n, so the line
+    through the full and partial loads separates the fixed cost of a load from its cost per
+    event even when the streams are all of one length. A snapshot load is timed as such, not
+    derived from totals: its fixed cost (read the stream from the snapshot's version, decode
+    and restore the state) is what is left of its time after its tail's events. Decoding
+    and restoring cost in proportion to the state, which grows as the stream does, so the
+    snapshots sit in the last tenth of each stream, where the latest snapshot of a stream
+    that keeps growing is: their reads, writes and bytes are the ones to expect from now on.
+    """
     from ..repository import Repository
     from ..snapshots import Snapshot
 
     plain = Repository(store, aggregate)
-    rows: list[tuple[str, int, float]] = []
+    versions = [int(rng.integers(1, n + 1)) for n in lengths]
+    tails = [int(rng.integers(0, n // 10 + 1)) for n in lengths]  # snapshot at version n - tail
     writes: list[float] = []
     sizes: list[int] = []
-    tails: list[int] = []
-    for i in ids[: min(3, len(ids))]:
-        plain.load(i, use_snapshots=False)  # warm-up
-    plain_times, plain_pass = _passes(lambda i: plain.load(i, use_snapshots=False), ids, repeats)
-    rows += [("load", n, t) for n, t in zip(lengths, plain_times)]
     with tempfile.TemporaryDirectory(prefix="esnb-calibrate-") as scratch:
         snaps = _snapshot_store(store, scratch)
         repo = Repository(store, aggregate, snapshots=snaps)
-        for i, n in zip(ids, lengths):
-            tail = int(rng.integers(0, n))  # snapshot at version n - tail: tails 0 … n-1
+        for i, n, tail in zip(ids, lengths, tails):
             version = n - tail
             agg = plain.load(i, version=version, use_snapshots=False)
             last = store.read_stream(
@@ -203,22 +199,26 @@ def _calibrate_loads(
 
             writes.append(_median_time(write, repeats))
             sizes.append(len(json.dumps(agg.get_state(), separators=(",", ":")).encode()))
-            tails.append(tail)
-        snap_times, snap_pass = _passes(repo.load, ids, repeats)
-        rows += [("snapshot_load", n, t) for n, t in zip(tails, snap_times)]
-    plain_x, plain_y = np.array(lengths, dtype=float), np.array(plain_times)
-    snap_x = np.array(tails, dtype=float)
-    # The line through the per-load medians gives the shape (fixed and per-event cost) ...
-    overhead, per_event = _line(plain_x, plain_y)
-    # ... the whole passes give the level, collections included.
-    scale = plain_pass / max(float(plain_y.sum()), 1e-12)
-    overhead, per_event = overhead * scale, per_event * scale
-    read = (snap_pass - len(ids) * overhead - per_event * float(snap_x.sum())) / len(ids)
+        for i in ids[: min(3, len(ids))]:
+            plain.load(i, use_snapshots=False)  # warm-up
+            repo.load(i)
+        jobs = [lambda i=i: plain.load(i, use_snapshots=False) for i in ids]
+        jobs += [lambda i=i, v=v: plain.load(i, version=v, use_snapshots=False) for i, v in zip(ids, versions)]
+        jobs += [lambda i=i: repo.load(i) for i in ids]
+        times = _timings(jobs, repeats)
+    medians = np.median(times, axis=1)
+    loads, snapshot_loads = medians[: 2 * len(ids)], medians[2 * len(ids) :]
+    x = np.array(lengths + versions, dtype=float)
+    overhead, per_event = _line(x, loads)
+    # With the per-event cost of the full loads, what a snapshot adds to a load's fixed cost.
+    read = float(np.mean(snapshot_loads - per_event * np.array(tails))) - overhead
+    rows = [("load", int(n), float(t)) for n, t in zip(x, loads)]
+    rows += [("snapshot_load", n, float(t)) for n, t in zip(tails, snapshot_loads)]
     rows += [("snapshot_write", 0, w) for w in writes]
     return rows, {
-        "load_overhead": max(float(overhead), 0.0),
-        "load_event_cost": float(per_event),
-        "snapshot_read_cost": max(float(read), 0.0),
+        "load_overhead": overhead,
+        "load_event_cost": per_event,
+        "snapshot_read_cost": max(read, 0.0),
         "snapshot_write_cost": float(np.median(writes)),
         "snapshot_bytes": float(np.mean(sizes)),
     }
@@ -231,8 +231,8 @@ def calibrate(
     aggregate: type | None = None,
     sample_events: int = 20_000,
     sample_streams: int = 40,
-    repeats: int = 3,
-    timer: Literal["wall", "cpu"] = "wall",
+    repeats: int = 5,
+    timer: Literal["wall", "cpu"] = "cpu",
     seed: int = 0,
 ) -> RebuildCosts:
     """Measure rebuild, load and snapshot costs on ``store`` for :func:`~esnotebook.sim.rebuild_cost`.
@@ -253,14 +253,18 @@ def calibrate(
     sample_events
         Events in the largest rebuild timed (at most the store's).
     sample_streams
-        Aggregates loaded: each without a snapshot, and from a snapshot at a random version.
+        Aggregates loaded: each in full, up to a random version, and from a snapshot at a
+        random version. The full and partial loads give ``load_event_cost`` and
+        ``load_overhead``; the snapshot loads, less their tails, ``snapshot_read_cost``.
     repeats
-        Each timing is the median of this many runs.
+        Passes through all the timings (interleaved, so a busy spell hits every kind
+        alike); each figure is the median over the passes.
     timer
-        ``"wall"`` (default): elapsed seconds, what a user waits. ``"cpu"``: the process's
-        CPU seconds, which other processes competing for the cores do not inflate - for
-        comparing runs on a busy shared machine (on an idle one the two agree for this
-        single-threaded work, except for disk waits).
+        ``"cpu"`` (default): the process's CPU seconds. Other processes competing for the
+        cores inflate the wall clock of this single-threaded work by whatever they take,
+        so on a shared machine the wall clock measures them; CPU seconds measure the code
+        (on an idle machine the two agree, except for disk waits, which CPU seconds leave
+        out). ``"wall"``: elapsed seconds, what a user waits, on a machine of one's own.
     seed
         Chooses the sampled aggregates and snapshot versions.
 
