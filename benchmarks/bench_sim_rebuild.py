@@ -6,7 +6,8 @@ Parquet folder). ``--rounds`` times: :func:`esnotebook.sim.calibrate` with the n
 settings and a new seed, then :func:`esnotebook.sim.rebuild_cost` predicts the full
 ``OrderSummary`` rebuild, the mean ``Order`` load by full replay, from a snapshot at the
 head (notebook 04's measurement) and from snapshots every ``--interval`` events plus the
-tail (the demo's), each beside the median of ``--repeats`` measured passes, and the
+tail (the demo's), each beside the median of ``--repeats`` measured passes before the
+calibration and as many after (the speed of a shared machine drifts over seconds), and the
 cheapest interval. The summary gives, per quantity, the medians over the rounds and the
 spread of predicted / measured.
 
@@ -14,7 +15,7 @@ spread of predicted / measured.
 library (POPO recorder, ``snapshotting_intervals``) loading the same aggregates (same
 event counts, same snapshot interval): microseconds per load and the ratio.
 
-Run: ``python benchmarks/bench_sim_rebuild.py [--rounds 5] [--interval 50] [--repeats 5]
+Run: ``python benchmarks/bench_sim_rebuild.py [--rounds 5] [--interval 50] [--repeats 3]
 [--timer cpu|wall] [--parquet] [--no-peer]`` (``cpu``, the default as in ``calibrate``,
 counts the process's CPU seconds: on a machine shared with other busy processes the wall
 clock mostly measures them).
@@ -83,35 +84,39 @@ def compare(name: str, store: Any, ids: list[str], k: int, rounds: int, repeats:
         at_head.take_snapshot(i)
     every = snapshots_every(store, ids, k)
 
-    def measure() -> tuple[float, ...]:
-        """Seconds per rebuild and ms per load, medians of passes that take turns, so that a
-        busy spell on the machine lands on every quantity alike."""
+    def measure(times: list[list[float]]) -> None:
+        """Add ``repeats`` passes of each quantity to ``times``: the loads take turns, so that
+        a busy spell on the machine lands on each alike; the rebuilds apart, as notebook 04
+        times them."""
         clock = CLOCK[TIMER]
-        jobs = [lambda: ProjectionRunner(store, OrderSummary()).rebuild()]
-        jobs += [lambda r=r: [r.load(i) for i in ids] for r in (plain, at_head, every)]
-        times: list[list[float]] = [[] for _ in jobs]
+        loads = [lambda r=r: [r.load(i) for i in ids] for r in (plain, at_head, every)]
         for _ in range(repeats):
-            for slot, job in zip(times, jobs):
+            for slot, job in zip(times[1:], loads):
                 t = clock()
                 job()
-                slot.append(clock() - t)
-        rebuild, *loads = (statistics.median(t) for t in times)
-        return (rebuild, *(t / len(ids) * 1e3 for t in loads))
+                slot.append((clock() - t) / len(ids) * 1e3)
+        for _ in range(repeats):
+            t = clock()
+            ProjectionRunner(store, OrderSummary()).rebuild()
+            times[0].append(clock() - t)
 
     quantities = ("rebuild (s)", "load, full replay (ms)", "load, snapshot at head (ms)",
                   f"load, snapshots every {k} (ms)")  # fmt: skip
     rows: dict[str, list[tuple[float, float]]] = {q: [] for q in quantities}
     best = []
-    print(f"\n{name}: {len(store):,} events, {len(ids)} orders loaded; {rounds} calibrations, "
-          f"medians of {repeats} passes, {TIMER} clock")  # fmt: skip
+    print(f"\n{name}: {len(store):,} events, {len(ids)} orders loaded; {rounds} calibrations, each "
+          f"between {repeats} passes before and {repeats} after (medians), {TIMER} clock")  # fmt: skip
     for r in range(rounds):
+        times: list[list[float]] = [[] for _ in quantities]
+        measure(times)  # before and after: the speed of a shared machine drifts over seconds
         began = time.perf_counter()
         costs = calibrate(store, projection=OrderSummary(), sample_events=min(len(store), 6_000),
                           sample_streams=20, seed=r, timer=TIMER)  # fmt: skip
         took = time.perf_counter() - began
         none, head, at_k = rebuild_cost(costs), rebuild_cost(costs, interval=1), rebuild_cost(costs, interval=k)
-        measured = measure()
-        predicted = (at_k["rebuild_time_s"], none["load_time_s"] * 1e3, head["load_time_s"] * 1e3,
+        measure(times)
+        measured = [statistics.median(t) for t in times]
+        predicted = (none["rebuild_time_s"], none["load_time_s"] * 1e3, head["load_time_s"] * 1e3,
                      at_k["load_time_s"] * 1e3)  # fmt: skip
         for q, p, m in zip(quantities, predicted, measured):
             rows[q].append((p, m))
@@ -183,7 +188,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--interval", type=int, default=50)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timer", choices=["wall", "cpu"], default="cpu",
                     help="wall: elapsed seconds, on a machine of one's own")  # fmt: skip
     ap.add_argument("--parquet", action="store_true", help="also the shipped sample orders-small")

@@ -326,11 +326,11 @@ def _snapshot_section(shop: _Shop, *, repeats: int = 41) -> Section:
     # single timed loop measures whoever else is running.
     passes: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(repeats):
-        for use in passes:
+        for use, seconds in passes.items():
             t = time.process_time()
             for sku in shop.skus:
                 repo.load(sku, use_snapshots=use)
-            passes[use].append((time.process_time() - t) / len(shop.skus))
+            seconds.append((time.process_time() - t) / len(shop.skus))
     full_s, snap_s = (float(np.median(passes[use])) for use in (False, True))
     same = all(
         repo.load(s, use_snapshots=True).get_state()
