@@ -116,9 +116,42 @@ def test_load_time_adds_overhead_snapshot_read_and_the_replayed_tail():
     assert r["all_loads_s"] == pytest.approx(1_000 * r["load_time_s"])
     none = r.intervals.filter(pl.col("interval").is_null()).row(0, named=True)
     assert none["load_time_s"] == pytest.approx(1e-5 + 2e-6 * 100)
+    # In steady state the loads of a stream's life replay 0, 1, ... 99 events: 49.5 on average.
     assert none["snapshots_written"] == 0 and none["cost_per_event_s"] == pytest.approx(
-        none["load_time_s"]
-    )
+        none["steady_load_time_s"]
+    ) == pytest.approx(1e-5 + 2e-6 * 49.5)
+
+
+@settings(max_examples=40)
+@given(
+    lengths=st.lists(st.integers(1, 300), min_size=1, max_size=30),
+    k=st.one_of(st.none(), st.integers(1, 320)),
+)
+def test_steady_state_loads_are_the_loads_of_the_streams_lives(lengths, k):
+    """The steady load averages one load per appended event: at versions 0 … L-1 of each
+    stream, replaying v mod k events (v without snapshots), from a snapshot once v >= k."""
+    costs = {"apply_cost": 1e-6, "load_event_cost": 2e-6, "load_overhead": 1e-5,
+             "snapshot_read_cost": 3e-5, "snapshot_write_cost": 1e-4}  # fmt: skip
+    r = rebuild_cost(sum(lengths), stream_lengths=lengths, interval=k, **costs)
+    loads = [(v, k is not None and v >= k) for n in lengths for v in range(n)]
+    tail = statistics.mean(v % k if k else v for v, _ in loads)
+    share = statistics.mean(snap for _, snap in loads)
+    assert r["steady_replayed_tail"] == pytest.approx(tail)
+    assert r["steady_load_time_s"] == pytest.approx(1e-5 + 3e-5 * share + 2e-6 * tail)
+    assert r["cost_per_event_s"] == pytest.approx(r["steady_load_time_s"] + (1e-4 / k if k else 0))
+
+
+def test_the_cheapest_interval_does_not_chase_the_current_stream_lengths():
+    """Streams all near 253 events (notebook 04's): at today's lengths a snapshot every 252
+    events leaves a tail of about 1, but the loads of a stream's life replay (k-1)/2 on
+    average, so the cheapest interval sits near the square-root rule, not at the length
+    (above k*: the first k loads of a stream pay no snapshot read)."""
+    costs = {"apply_cost": 1e-5, "load_event_cost": 1.5e-5, "load_overhead": 1e-3,
+             "snapshot_read_cost": 8e-4, "snapshot_write_cost": 2e-4}  # fmt: skip
+    r = rebuild_cost(10_120, stream_lengths=[252, 253, 254] * 13 + [253], interval=252, **costs)
+    assert r["replayed_tail"] < 3  # today's loads: the snapshot is right behind the head
+    assert r["optimal_interval"] == pytest.approx(math.sqrt(2 * 2e-4 / 1.5e-5))
+    assert r["optimal_interval"] <= r.best_interval <= 1.5 * r["optimal_interval"]
 
 
 @settings(max_examples=40)

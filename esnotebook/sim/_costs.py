@@ -98,10 +98,6 @@ _TIMERS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": tim
 _clock = time.perf_counter  # set by calibrate() for the duration of one calibration
 
 
-def _median_time(fn: Callable[[], Any], repeats: int) -> float:
-    return float(np.median(_timings([fn], repeats)))
-
-
 def _timings(jobs: list[Callable[[], Any]], repeats: int) -> np.ndarray:
     """Seconds of each job (rows) in each of ``repeats`` passes (columns) through all of them.
 
@@ -170,8 +166,8 @@ def _calibrate_loads(
     The loads up to a random version spread the replayed lengths over 1 … n, so the line
     through the full and partial loads separates the fixed cost of a load from its cost per
     event even when the streams are all of one length. A snapshot load is timed as such, not
-    derived from totals: its fixed cost (read the stream from the snapshot's version, decode
-    and restore the state) is what is left of its time after its tail's events. Decoding
+    derived from totals, beside a load without a snapshot that reads as many events: the
+    median difference is what the snapshot adds (look it up, decode and restore it). Decoding
     and restoring cost in proportion to the state, which grows as the stream does, so the
     snapshots sit in the last tenth of each stream, where the latest snapshot of a stream
     that keeps growing is: their reads, writes and bytes are the ones to expect from now on.
@@ -182,7 +178,7 @@ def _calibrate_loads(
     plain = Repository(store, aggregate)
     versions = [int(rng.integers(1, n + 1)) for n in lengths]
     tails = [int(rng.integers(0, n // 10 + 1)) for n in lengths]  # snapshot at version n - tail
-    writes: list[float] = []
+    writes: list[Callable[[], None]] = []
     sizes: list[int] = []
     with tempfile.TemporaryDirectory(prefix="esnb-calibrate-") as scratch:
         snaps = _snapshot_store(store, scratch)
@@ -199,32 +195,45 @@ def _calibrate_loads(
                 snaps.save(Snapshot(repo.aggregate_type, agg.id, version, aggregate.schema_version,
                                     last.event_id, datetime.now(UTC), state))  # fmt: skip
 
-            writes.append(_median_time(write, repeats))
+            write()
+            writes.append(write)
             sizes.append(len(json.dumps(agg.get_state(), separators=(",", ":")).encode()))
         for i in ids[: min(3, len(ids))]:
             plain.load(i, use_snapshots=False)  # warm-up
             repo.load(i)
-        jobs = [lambda i=i: plain.load(i, use_snapshots=False) for i in ids]
-        jobs += [
+        # Writes (each replaces its snapshot) in the same passes as the loads: the cheapest
+        # interval turns on the ratio of the two, which a busy spell must not tip.
+        full = [lambda i=i: plain.load(i, use_snapshots=False) for i in ids]
+        part = [
             lambda i=i, v=v: plain.load(i, version=v, use_snapshots=False)
             for i, v in zip(ids, versions)
         ]
-        jobs += [lambda i=i: repo.load(i) for i in ids]
-        times = _timings(jobs, repeats)
-    medians = np.median(times, axis=1)
-    loads, snapshot_loads = medians[: 2 * len(ids)], medians[2 * len(ids) :]
-    x = np.array(lengths + versions, dtype=float)
+        # Beside each snapshot load, a load without one that reads as many events (the
+        # snapshot's own and the tail): the difference is what the snapshot adds, measured
+        # in pairs rather than as the gap between two fitted lines.
+        short = [
+            lambda i=i, t=t: plain.load(i, version=t + 1, use_snapshots=False)
+            for i, t in zip(ids, tails)
+        ]
+        from_snapshot = [lambda i=i: repo.load(i) for i in ids]
+        # One aggregate's jobs after another's: what is compared (a snapshot load and its
+        # pair, a write and the loads) is timed moments apart, whatever the machine does.
+        kinds = (full, part, short, from_snapshot, writes)
+        times = _timings([kind[j] for j in range(len(ids)) for kind in kinds], repeats)
+    medians = np.median(times, axis=1).reshape(len(ids), len(kinds)).T
+    full_t, part_t, short_t, snapshot_loads, write_times = medians
+    loads = np.concatenate([full_t, part_t, short_t])
+    x = np.array(lengths + versions + [t + 1 for t in tails], dtype=float)
     overhead, per_event = _line(x, loads)
-    # With the per-event cost of the full loads, what a snapshot adds to a load's fixed cost.
-    read = float(np.mean(snapshot_loads - per_event * np.array(tails))) - overhead
+    read = float(np.median(snapshot_loads - short_t))
     rows = [("load", int(n), float(t)) for n, t in zip(x, loads)]
     rows += [("snapshot_load", n, float(t)) for n, t in zip(tails, snapshot_loads)]
-    rows += [("snapshot_write", 0, w) for w in writes]
+    rows += [("snapshot_write", 0, float(w)) for w in write_times]
     return rows, {
         "load_overhead": overhead,
         "load_event_cost": per_event,
         "snapshot_read_cost": max(read, 0.0),
-        "snapshot_write_cost": float(np.median(writes)),
+        "snapshot_write_cost": float(np.median(write_times)),
         "snapshot_bytes": float(np.mean(sizes)),
     }
 
@@ -236,7 +245,7 @@ def calibrate(
     aggregate: type | None = None,
     sample_events: int = 20_000,
     sample_streams: int = 40,
-    repeats: int = 5,
+    repeats: int = 7,
     timer: Literal["wall", "cpu"] = "cpu",
     seed: int = 0,
 ) -> RebuildCosts:
