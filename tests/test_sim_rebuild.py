@@ -384,7 +384,7 @@ def calibrated_against_measured(rounds: int = 5) -> dict[str, float]:
 
 
 def test_calibrate_recovers_known_costs_from_streams_all_of_one_length(monkeypatch):
-    """On a clock where a load costs a + b·(events replayed) + r (from a snapshot), a
+    """On a clock where a load costs a + b·(events read) + r (from a snapshot), a
     rebuild step o + c·n and a snapshot write w, calibrate gives back a, b, r, o, c and w,
     though every stream has the same length (loads up to a random version spread the
     lengths; a single length left the fixed and per-event costs inseparable)."""
@@ -396,7 +396,7 @@ def test_calibrate_recovers_known_costs_from_streams_all_of_one_length(monkeypat
     build, step, save = Repository._build, ProjectionRunner.step, InMemorySnapshotStore.save
 
     def timed_build(self, id, stream_id, events, snapshot, version, from_index=0):
-        now[0] += a + b * (len(events) - from_index) + (r if snapshot is not None else 0.0)
+        now[0] += a + b * len(events) + (r if snapshot is not None else 0.0)  # events read
         return build(self, id, stream_id, events, snapshot, version, from_index)
 
     def timed_step(self, n=None):
