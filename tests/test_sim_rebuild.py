@@ -346,19 +346,20 @@ def predicted_over_measured(store, seed: int, k: int = 50, passes: int = 3) -> t
 
 def test_calibrated_model_predicts_a_real_rebuild_and_loads_over_5_calibrations():
     """Over 5 calibrations on notebook 04's store, each bracketed by the real thing, the
-    median of predicted / measured is within 30 % for the rebuild and for the loads of
+    median of predicted / measured is within 25 % for the rebuild and for the loads of
     every order by full replay, from a snapshot at the head and from snapshots every 50
     events; and the cheapest interval moves by at most 1.5x.
 
     The tolerance is the machine's, not the model's. On this 2-core machine, shared with
     three other engineers' runs, the CPU seconds of the same loads changed by up to 2.4x
     between one second and the next (1-second medians of one load: 2.6 to 6.4 ms), so one
-    calibration beside one measurement gave predicted / measured from 0.53 to 1.65 (10
-    tries), all four quantities moving together. Four replications of this test's
-    median of 5 gave 0.75-1.20 (per quantity: rebuild 0.99-1.12, full replay 0.90-1.00,
-    snapshot at head 0.78-1.20, every 50 0.75-1.05), and the cheapest interval was 252
-    in all 20 calibrations. The old model put the snapshot load at 0.24-0.46 of the
-    measurement and its cheapest interval flipped to "no snapshots": it fails both.
+    calibration beside one measurement gave predicted / measured from 0.72 to 1.14 (6
+    tries), the four quantities moving together. Four replications of this test's medians
+    of 5 gave: rebuild 1.02-1.07, full replay 0.95-1.11, snapshot at head 1.04-1.20, every
+    50 1.02-1.14; the cheapest interval was 10 or 13 in all 20 calibrations. So 20 % holds
+    in the medians but with no margin on this machine: the test allows 25 %. The old model
+    put the snapshot load at 0.24-0.46 of the measurement and its cheapest interval
+    flipped between "no snapshots" and 252: it fails both.
 
     Both sides are timed in a fresh interpreter: in the test process the garbage collector's
     passes cost in proportion to the heap that a thousand earlier tests leave, which is no
@@ -377,7 +378,7 @@ def calibrated_against_measured(rounds: int = 5) -> dict[str, float]:
     store = notebook_store()
     tries = [predicted_over_measured(store, seed) for seed in range(rounds)]
     medians = {name: statistics.median(t[0][name] for t in tries) for name in tries[0][0]}
-    assert all(0.7 <= r <= 1.3 for r in medians.values()), (medians, tries)
+    assert all(0.75 <= r <= 1.25 for r in medians.values()), (medians, tries)
     best = [t[1] for t in tries]
     assert None not in best and max(best) / min(best) <= 1.5, best
     return medians

@@ -267,15 +267,17 @@ def calibrate(
     sample_events
         Events in the largest rebuild timed (at most the store's).
     sample_streams
-        Aggregates loaded: each in full, up to a random version, and from a snapshot at a
-        random version. The full and partial loads give ``load_event_cost`` and
-        ``load_overhead``; the snapshot loads, less their tails, ``snapshot_read_cost``.
+        Aggregates loaded: each in full, up to a random version, and from a snapshot in
+        the last tenth of its stream beside a load without one of as many events; and the
+        snapshot written. The loads without snapshots give ``load_event_cost`` and
+        ``load_overhead``; the median gap between a snapshot load and its pair,
+        ``snapshot_read_cost``; the writes, ``snapshot_write_cost``.
     repeats
-        Passes through all the timings (interleaved, so a busy spell hits every kind
-        alike); each figure is the median over the passes.
+        Passes through all the timings, one aggregate's after another's, so that what is
+        compared is timed moments apart; each figure is the median over the passes.
     timer
         ``"cpu"`` (default): the process's CPU seconds. Other processes competing for the
-        cores inflate the wall clock of this single-threaded work by whatever they take,
+        cores inflate the wall clock of this mostly single-threaded work by whatever they take,
         so on a shared machine the wall clock measures them; CPU seconds measure the code
         (on an idle machine the two agree, except for disk waits, which CPU seconds leave
         out). ``"wall"``: elapsed seconds, what a user waits, on a machine of one's own.

@@ -439,7 +439,9 @@ def rebuild_cost(
         load = c["load_overhead"] + share * c["snapshot_read_cost"] + c["load_event_cost"] * tail
         steady_tail, steady_share = lengths.steady(k)
         steady = (
-            c["load_overhead"] + steady_share * c["snapshot_read_cost"] + c["load_event_cost"] * steady_tail
+            c["load_overhead"]
+            + steady_share * c["snapshot_read_cost"]
+            + c["load_event_cost"] * steady_tail
         )
         per_event = np.where(snap, 1 / kk, 0.0)
         written = np.where(snap, lengths.written(kk), 0.0)
