@@ -132,7 +132,8 @@ best = model.best_interval
 print(f"measured / model: {low:.2f} to {high:.2f}. "
       f"From a snapshot at the head a load was {faster(measured['no snapshots'], measured['snapshot at the head'])} "
       f"than a full replay (the model: {faster(none['load_time_s'].item(), at_head['load_time_s'])}). "
-      f"Cheapest snapshot interval by the model: {'no snapshots' if best is None else f'every {best} events'}.")
+      f"Cheapest snapshot interval by the model: {'no snapshots' if best is None else f'every {best} events'}, "
+      f"{1 - model['best_cost_per_event_s'] / none['cost_per_event_s'].item():.0%} cheaper per appended event than none.")
 '''),
     ("md", r'''
 The sweep over intervals shows the trade-off: short intervals make loads cheap and write
