@@ -160,8 +160,8 @@ def _calibrate_loads(
     repeats: int,
     rng: np.random.Generator,
 ) -> tuple[list, dict[str, float]]:
-    """Loads of every sampled aggregate in full, up to a random version, and from a snapshot
-    near its head; the snapshot writes that made those snapshots.
+    """Loads of every sampled aggregate in full, up to a random version, from a snapshot near
+    its head and without one of as many events; the writes of those snapshots.
 
     The loads up to a random version spread the replayed lengths over 1 … n, so the line
     through the full and partial loads separates the fixed cost of a load from its cost per
@@ -201,8 +201,6 @@ def _calibrate_loads(
         for i in ids[: min(3, len(ids))]:
             plain.load(i, use_snapshots=False)  # warm-up
             repo.load(i)
-        # Writes (each replaces its snapshot) in the same passes as the loads: the cheapest
-        # interval turns on the ratio of the two, which a busy spell must not tip.
         full = [lambda i=i: plain.load(i, use_snapshots=False) for i in ids]
         part = [
             lambda i=i, v=v: plain.load(i, version=v, use_snapshots=False)
@@ -216,12 +214,17 @@ def _calibrate_loads(
             for i, t in zip(ids, tails)
         ]
         from_snapshot = [lambda i=i: repo.load(i) for i in ids]
-        # One aggregate's jobs after another's: what is compared (a snapshot load and its
-        # pair, a write and the loads) is timed moments apart, whatever the machine does.
-        kinds = (full, part, short, from_snapshot, writes)
-        times = _timings([kind[j] for j in range(len(ids)) for kind in kinds], repeats)
-    medians = np.median(times, axis=1).reshape(len(ids), len(kinds)).T
-    full_t, part_t, short_t, snapshot_loads, write_times = medians
+        # One aggregate's loads after another's, so that a snapshot load and its pair are
+        # timed moments apart whatever the machine does; the writes (each replaces its
+        # snapshot) in the same passes, since their ratio to the loads sets the cheapest
+        # interval, but after the loads: a durable write slows the next load several-fold.
+        kinds = (full, part, short, from_snapshot)
+        s = len(ids)
+        loads_first = [kind[j] for j in range(s) for kind in kinds]
+        times = _timings(loads_first + writes, repeats)
+    medians = np.median(times, axis=1)
+    full_t, part_t, short_t, snapshot_loads = medians[: len(kinds) * s].reshape(s, len(kinds)).T
+    write_times = medians[len(kinds) * s :]
     loads = np.concatenate([full_t, part_t, short_t])
     x = np.array(lengths + versions + [t + 1 for t in tails], dtype=float)
     overhead, per_event = _line(x, loads)
