@@ -1,19 +1,24 @@
 """The rebuild-cost model against real rebuilds and loads, and aggregate loads beside eventsourcing.
 
-One store of long order streams (``--streams`` orders of 20-400 events, a few SKUs each),
-in memory and as a Parquet folder. Rows printed (one run, same machine, same data):
+``model vs measured``: notebook 04's store (40 orders of about 250 events, in memory) and,
+with ``--parquet``, the shipped sample ``orders-small`` (5 000 orders of about 5 events, a
+Parquet folder). ``--rounds`` times: :func:`esnotebook.sim.calibrate` with the notebook's
+settings and a new seed, then :func:`esnotebook.sim.rebuild_cost` predicts the full
+``OrderSummary`` rebuild, the mean ``Order`` load by full replay, from a snapshot at the
+head (notebook 04's measurement) and from snapshots every ``--interval`` events plus the
+tail (the demo's), each beside the median of ``--repeats`` measured passes before the
+calibration and as many after (the speed of a shared machine drifts over seconds), and the
+cheapest interval. The summary gives, per quantity, the medians over the rounds and the
+spread of predicted / measured.
 
-- ``model vs measured``: :func:`esnotebook.sim.calibrate` on a sample (wall clock), then
-  :func:`esnotebook.sim.rebuild_cost` predicts the full ``OrderSummary`` rebuild and the
-  mean ``Order`` load with snapshots every ``--interval`` events and without; beside it
-  the measured median and the ratio measured / predicted.
-- ``aggregate load``: our :class:`~esnotebook.repository.Repository` and the eventsourcing
-  library (POPO recorder, ``snapshotting_intervals``) loading the same aggregates (same
-  event counts, same snapshot interval): microseconds per load and the ratio.
+``aggregate load``: our :class:`~esnotebook.repository.Repository` and the eventsourcing
+library (POPO recorder, ``snapshotting_intervals``) loading the same aggregates (same
+event counts, same snapshot interval): microseconds per load and the ratio.
 
-Run: ``python benchmarks/bench_sim_rebuild.py [--streams 200] [--interval 50] [--repeats 5]
-[--timer wall|cpu]`` (``cpu`` counts the process's CPU seconds only: on a machine shared with
-other busy processes the wall clock mostly measures them; it ignores disk waits).
+Run: ``python benchmarks/bench_sim_rebuild.py [--rounds 5] [--interval 50] [--repeats 3]
+[--timer cpu|wall] [--parquet] [--no-peer]`` (``cpu``, the default as in ``calibrate``,
+counts the process's CPU seconds: on a machine shared with other busy processes the wall
+clock mostly measures them).
 """
 
 from __future__ import annotations
@@ -30,8 +35,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np
-
 import esnotebook as es
 from esnotebook.examples import Order
 from esnotebook.readmodels import OrderSummary
@@ -40,23 +43,8 @@ from esnotebook.runner import ProjectionRunner
 from esnotebook.sim import calibrate, rebuild_cost
 from esnotebook.snapshots import InMemorySnapshotStore, ParquetSnapshotStore, Snapshot
 
-
-def histories(streams: int, seed: int = 3) -> list[list[es.NewEvent]]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for i, n in enumerate(rng.integers(20, 400, size=streams)):
-        oid = f"o{i}"
-        events = [es.NewEvent("OrderPlaced", {"order_id": oid, "customer": "c"})]
-        events += [
-            es.NewEvent("ItemAdded", {"order_id": oid, "sku": f"s{j % 5}", "quantity": 1, "price": 100})
-            for j in range(n - 1)
-        ]
-        out.append(events)
-    return out
-
-
 CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
-TIMER = "wall"
+TIMER = "cpu"
 
 
 def median(fn: Any, repeats: int) -> float:
@@ -69,39 +57,82 @@ def median(fn: Any, repeats: int) -> float:
     return statistics.median(times)
 
 
-def with_snapshots(store: Any, snaps: Any, lengths: list[int], k: int) -> Repository:
-    repo = Repository(store, Order, snapshots=snaps)
-    plain = Repository(store, Order)
-    for i, n in enumerate(lengths):
-        v = n // k * k
+def snapshot_store(store: Any) -> Any:
+    """Snapshots kept as calibrate keeps them: in memory, or as Parquet files for a Parquet store."""
+    return ParquetSnapshotStore(tempfile.mkdtemp(prefix="bench-")) if hasattr(store, "path") else InMemorySnapshotStore()
+
+
+def snapshots_every(store: Any, ids: list[str], k: int) -> Repository:
+    """Snapshots where ``snapshot_every=k`` puts them as the streams grow: at multiples of k."""
+    snaps = snapshot_store(store)
+    repo, plain = Repository(store, Order, snapshots=snaps), Repository(store, Order)
+    for i in ids:
+        v = store.stream_version(f"order-{i}") // k * k
         if v:
-            agg = plain.load(f"o{i}", version=v)
-            last = store.read_stream(f"order-o{i}", from_version=v, to_version=v)[0]
+            agg = plain.load(i, version=v)
+            last = store.read_stream(f"order-{i}", from_version=v, to_version=v)[0]
             snaps.save(Snapshot(repo.aggregate_type, agg.id, v, Order.schema_version, last.event_id,
                                 datetime.now(UTC), json.dumps(agg.get_state())))  # fmt: skip
     return repo
 
 
-def model_rows(name: str, store: Any, snaps: Any, lengths: list[int], k: int, repeats: int) -> list[tuple]:
-    costs = calibrate(store, sample_events=len(store) // 4, sample_streams=30, repeats=3, timer=TIMER)
-    at_k, none = rebuild_cost(costs, interval=k), rebuild_cost(costs)
-    repo, plain = with_snapshots(store, snaps, lengths, k), Repository(store, Order)
+def compare(name: str, store: Any, ids: list[str], k: int, rounds: int, repeats: int) -> None:
+    """Calibrate ``rounds`` times; after each, measure and print predicted beside measured."""
+    plain = Repository(store, Order)
+    at_head = Repository(store, Order, snapshots=snapshot_store(store))
+    for i in ids:
+        at_head.take_snapshot(i)
+    every = snapshots_every(store, ids, k)
 
-    def load_all(r: Repository) -> None:
-        for i in range(len(lengths)):
-            r.load(f"o{i}")
+    def measure(times: list[list[float]]) -> None:
+        """Add ``repeats`` passes of each quantity to ``times``: the loads take turns, so that
+        a busy spell on the machine lands on each alike; the rebuilds apart, as notebook 04
+        times them."""
+        clock = CLOCK[TIMER]
+        loads = [lambda r=r: [r.load(i) for i in ids] for r in (plain, at_head, every)]
+        for _ in range(repeats):
+            for slot, job in zip(times[1:], loads):
+                t = clock()
+                job()
+                slot.append((clock() - t) / len(ids) * 1e3)
+        for _ in range(repeats):
+            t = clock()
+            ProjectionRunner(store, OrderSummary()).rebuild()
+            times[0].append(clock() - t)
 
-    measured = [
-        ("rebuild OrderSummary (s)", at_k["rebuild_time_s"],
-         median(lambda: ProjectionRunner(store, OrderSummary()).rebuild(), repeats)),
-        (f"load, snapshots every {k} (µs)", at_k["load_time_s"] * 1e6,
-         median(lambda: load_all(repo), repeats) / len(lengths) * 1e6),
-        ("load, no snapshots (µs)", none["load_time_s"] * 1e6,
-         median(lambda: load_all(plain), repeats) / len(lengths) * 1e6),
-    ]  # fmt: skip
-    print(f"  calibrated on {name}: best interval {at_k.best_interval}, "
-          f"k* = {at_k['optimal_interval']:.1f}")  # fmt: skip
-    return [(name, what, p, m) for what, p, m in measured]
+    quantities = ("rebuild (s)", "load, full replay (ms)", "load, snapshot at head (ms)",
+                  f"load, snapshots every {k} (ms)")  # fmt: skip
+    rows: dict[str, list[tuple[float, float]]] = {q: [] for q in quantities}
+    best = []
+    print(f"\n{name}: {len(store):,} events, {len(ids)} orders loaded; {rounds} calibrations, each "
+          f"between {repeats} passes before and {repeats} after (medians), {TIMER} clock")  # fmt: skip
+    for r in range(rounds):
+        times: list[list[float]] = [[] for _ in quantities]
+        measure(times)  # before and after: the speed of a shared machine drifts over seconds
+        began = time.perf_counter()
+        costs = calibrate(store, projection=OrderSummary(), sample_events=min(len(store), 6_000),
+                          sample_streams=20, seed=r, timer=TIMER)  # fmt: skip
+        took = time.perf_counter() - began
+        none, head, at_k = rebuild_cost(costs), rebuild_cost(costs, interval=1), rebuild_cost(costs, interval=k)
+        measure(times)
+        measured = [statistics.median(t) for t in times]
+        predicted = (none["rebuild_time_s"], none["load_time_s"] * 1e3, head["load_time_s"] * 1e3,
+                     at_k["load_time_s"] * 1e3)  # fmt: skip
+        for q, p, m in zip(quantities, predicted, measured):
+            rows[q].append((p, m))
+        best.append(at_k.best_interval)
+        print(f"  round {r}: calibrate {took:.1f} s; predicted/measured "
+              + ", ".join(f"{p / m:.2f}" for p, m in zip(predicted, measured))
+              + f"; cheapest interval {best[-1] or 'none'}")  # fmt: skip
+    print(f"\n{'quantity':32} {'predicted':>10} {'measured':>10} {'pred/meas':>10} {'spread':>12}")
+    for q, pm in rows.items():
+        ratios = [p / m for p, m in pm]
+        print(f"{q:32} {statistics.median(p for p, _ in pm):10.4g} "
+              f"{statistics.median(m for _, m in pm):10.4g} {statistics.median(ratios):10.2f} "
+              f"{min(ratios):5.2f}-{max(ratios):.2f}")  # fmt: skip
+    ks = [b for b in best if b is not None]
+    spread = f"max/min {max(ks) / min(ks):.2f}" if len(ks) == len(best) else "some: no snapshots"
+    print(f"{'cheapest interval':32} {', '.join(str(b or 'none') for b in best)} ({spread})")
 
 
 def peer_loads(events: list[list[es.NewEvent]], k: int, repeats: int) -> tuple[float, float]:
@@ -139,44 +170,43 @@ def peer_loads(events: list[list[es.NewEvent]], k: int, repeats: int) -> tuple[f
     return out[0], out[1]
 
 
+def peer(store: Any, ids: list[str], k: int, repeats: int) -> None:
+    histories = [[es.NewEvent(e.event_type, e.data) for e in store.read_stream(f"order-{i}")
+                  if e.event_type in ("OrderPlaced", "ItemAdded")] for i in ids]  # fmt: skip
+    copy = es.InMemoryEventStore()
+    for i, h in zip(ids, histories):
+        copy.append(f"order-{i}", h)
+    ours = [median(lambda r=r: [r.load(i) for i in ids], repeats) / len(ids) * 1e6
+            for r in (snapshots_every(copy, ids, k), Repository(copy, Order))]  # fmt: skip
+    theirs = peer_loads(histories, k, repeats)
+    print(f"\n{'aggregate load (µs per load)':34} {'esnotebook':>11} {'eventsourcing':>14} {'peer/ours':>10}")
+    for label, o, p in ((f"snapshots every {k}", ours[0], theirs[0]), ("no snapshots", ours[1], theirs[1])):
+        print(f"{label:34} {o:11.1f} {p:14.1f} {p / o:10.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--streams", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--interval", type=int, default=50)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--timer", choices=["wall", "cpu"], default="wall",
-                    help="cpu: process CPU seconds, for a busy shared machine")  # fmt: skip
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--timer", choices=["wall", "cpu"], default="cpu",
+                    help="wall: elapsed seconds, on a machine of one's own")  # fmt: skip
+    ap.add_argument("--parquet", action="store_true", help="also the shipped sample orders-small")
+    ap.add_argument("--no-peer", action="store_true", help="skip the eventsourcing comparison")
     args = ap.parse_args()
     global TIMER
     TIMER = args.timer
-    events = histories(args.streams)
-    lengths = [len(h) for h in events]
-    k = args.interval
-    memory = es.InMemoryEventStore()
-    with tempfile.TemporaryDirectory() as tmp:
-        parquet = es.ParquetEventStore(Path(tmp) / "store")
-        for i, h in enumerate(events):
-            memory.append(f"order-o{i}", h)
-            parquet.append(f"order-o{i}", h)
-        print(f"{len(memory):,} events in {args.streams} order streams (20-400 events); "
-              f"medians of {args.repeats}, {TIMER} clock")  # fmt: skip
-        rows = model_rows("memory", memory, InMemorySnapshotStore(), lengths, k, args.repeats)
-        rows += model_rows("parquet", parquet, ParquetSnapshotStore(Path(tmp) / "snaps"), lengths, k,
-                           args.repeats)  # fmt: skip
-        print(f"\n{'store':8} {'quantity':34} {'predicted':>11} {'measured':>11} {'measured/pred':>14}")
-        for store, what, p, m in rows:
-            print(f"{store:8} {what:34} {p:11.4g} {m:11.4g} {m / p:14.2f}")
-
-        repo = with_snapshots(memory, InMemorySnapshotStore(), lengths, k)
-        plain = Repository(memory, Order)
-        ours = [
-            median(lambda r=r: [r.load(f"o{i}") for i in range(len(lengths))], args.repeats) / len(lengths) * 1e6
-            for r in (repo, plain)
-        ]
-    peer = peer_loads(events, k, args.repeats)
-    print(f"\n{'aggregate load (µs per load)':34} {'esnotebook':>11} {'eventsourcing':>14} {'peer/ours':>10}")
-    for label, o, p in ((f"snapshots every {k}", ours[0], peer[0]), ("no snapshots", ours[1], peer[1])):
-        print(f"{label:34} {o:11.1f} {p:14.1f} {p / o:10.1f}")
+    # Notebook 04's store, with its parameters.
+    store = es.InMemoryEventStore()
+    store.append_frame(es.datasets.generate_orders(40, items_per_order=250, p_abandon=0, seed=4, progress=False))
+    ids = [s.removeprefix("order-") for s in store.streams()]
+    compare("notebook 04's store (memory)", store, ids, args.interval, args.rounds, args.repeats)
+    if args.parquet:
+        sample = es.datasets.load("orders-small")
+        orders = [s.removeprefix("order-") for s in sample.streams() if s.startswith("order-")]
+        compare("orders-small (parquet)", sample, orders[::25], args.interval, args.rounds, args.repeats)
+    if not args.no_peer:
+        peer(store, ids, args.interval, args.repeats)
 
 
 if __name__ == "__main__":

@@ -273,6 +273,10 @@ class ParquetSnapshotStore(_Display):
         return mine, legacy if mine else None
 
     def _read(self, file: Path) -> list[Snapshot]:
+        if not file.is_file():
+            # A stat: a failed read_parquet costs ten times a short load, and every load of
+            # an aggregate without a snapshot yet tries two names.
+            return []
         try:
             frame = pl.read_parquet(file)
         except FileNotFoundError:

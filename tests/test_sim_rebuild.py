@@ -11,7 +11,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -117,9 +116,42 @@ def test_load_time_adds_overhead_snapshot_read_and_the_replayed_tail():
     assert r["all_loads_s"] == pytest.approx(1_000 * r["load_time_s"])
     none = r.intervals.filter(pl.col("interval").is_null()).row(0, named=True)
     assert none["load_time_s"] == pytest.approx(1e-5 + 2e-6 * 100)
+    # In steady state the loads of a stream's life replay 0, 1, ... 99 events: 49.5 on average.
     assert none["snapshots_written"] == 0 and none["cost_per_event_s"] == pytest.approx(
-        none["load_time_s"]
-    )
+        none["steady_load_time_s"]
+    ) == pytest.approx(1e-5 + 2e-6 * 49.5)
+
+
+@settings(max_examples=40)
+@given(
+    lengths=st.lists(st.integers(1, 300), min_size=1, max_size=30),
+    k=st.one_of(st.none(), st.integers(1, 320)),
+)
+def test_steady_state_loads_are_the_loads_of_the_streams_lives(lengths, k):
+    """The steady load averages one load per appended event: at versions 0 … L-1 of each
+    stream, replaying v mod k events (v without snapshots), from a snapshot once v >= k."""
+    costs = {"apply_cost": 1e-6, "load_event_cost": 2e-6, "load_overhead": 1e-5,
+             "snapshot_read_cost": 3e-5, "snapshot_write_cost": 1e-4}  # fmt: skip
+    r = rebuild_cost(sum(lengths), stream_lengths=lengths, interval=k, **costs)
+    loads = [(v, k is not None and v >= k) for n in lengths for v in range(n)]
+    tail = statistics.mean(v % k if k else v for v, _ in loads)
+    share = statistics.mean(snap for _, snap in loads)
+    assert r["steady_replayed_tail"] == pytest.approx(tail)
+    assert r["steady_load_time_s"] == pytest.approx(1e-5 + 3e-5 * share + 2e-6 * tail)
+    assert r["cost_per_event_s"] == pytest.approx(r["steady_load_time_s"] + (1e-4 / k if k else 0))
+
+
+def test_the_cheapest_interval_does_not_chase_the_current_stream_lengths():
+    """Streams all near 253 events (notebook 04's): at today's lengths a snapshot every 252
+    events leaves a tail of about 1, but the loads of a stream's life replay (k-1)/2 on
+    average, so the cheapest interval sits near the square-root rule, not at the length
+    (above k*: the first k loads of a stream pay no snapshot read)."""
+    costs = {"apply_cost": 1e-5, "load_event_cost": 1.5e-5, "load_overhead": 1e-3,
+             "snapshot_read_cost": 8e-4, "snapshot_write_cost": 2e-4}  # fmt: skip
+    r = rebuild_cost(10_120, stream_lengths=[252, 253, 254] * 13 + [253], interval=252, **costs)
+    assert r["replayed_tail"] < 3  # today's loads: the snapshot is right behind the head
+    assert r["optimal_interval"] == pytest.approx(math.sqrt(2 * 2e-4 / 1.5e-5))
+    assert r["optimal_interval"] <= r.best_interval <= 1.5 * r["optimal_interval"]
 
 
 @settings(max_examples=40)
@@ -241,108 +273,156 @@ def test_bad_input_names_the_argument_and_what_was_wrong(kwargs, message):
 # ---------------------------------------------------------------- calibration
 
 
-def long_order_store(orders: int = 80, seed: int = 3) -> tuple[es.InMemoryEventStore, np.ndarray]:
-    """Orders of 20–400 events (a few SKUs, so a projection row stays the same size)."""
-    rng = np.random.default_rng(seed)
+def notebook_store() -> es.InMemoryEventStore:
+    """Notebook 04's store: 40 orders of about 250 events, imported as one frame."""
+    from esnotebook.datasets import generate_orders
+
     store = es.InMemoryEventStore()
-    lengths = rng.integers(20, 400, size=orders)
-    for i, n in enumerate(lengths):
-        oid = f"o{i}"
-        events = [es.NewEvent("OrderPlaced", {"order_id": oid, "customer": "c"})]
-        events += [
-            es.NewEvent(
-                "ItemAdded", {"order_id": oid, "sku": f"s{j % 5}", "quantity": 1, "price": 100}
-            )
-            for j in range(n - 1)
-        ]
-        store.append(f"order-{oid}", events)
-    return store, lengths
+    store.append_frame(generate_orders(40, items_per_order=250, p_abandon=0, seed=4, progress=False))
+    return store
 
 
-def median_seconds(fn, repeats: int = 5) -> float:
-    """Median CPU seconds: other engineers' processes on the shared cores do not count."""
-    times = []
-    for _ in range(repeats):
-        t = time.process_time()
-        fn()
-        times.append(time.process_time() - t)
-    return statistics.median(times)
-
-
-def snapshots_every(store, lengths, k: int) -> Repository:
+def snapshots_every(store, ids: list[str], k: int) -> Repository:
     """A repository whose snapshots sit where snapshot_every=k puts them: at multiples of k."""
     snaps = InMemorySnapshotStore()
     repo = Repository(store, Order, snapshots=snaps)
     plain = Repository(store, Order)
-    for i, n in enumerate(lengths):
-        v = int(n // k * k)
+    for i in ids:
+        v = store.stream_version(f"order-{i}") // k * k
         if v == 0:
             continue
-        agg = plain.load(f"o{i}", version=v)
-        last = store.read_stream(f"order-o{i}", from_version=v, to_version=v)[0]
+        agg = plain.load(i, version=v)
+        last = store.read_stream(f"order-{i}", from_version=v, to_version=v)[0]
         snaps.save(Snapshot(repo.aggregate_type, agg.id, v, Order.schema_version, last.event_id,
                             datetime.now(UTC), json.dumps(agg.get_state())))  # fmt: skip
     return repo
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 14: the calibrated cost model is unstable between calibrations (measured/predicted "
-    "0.4-2.0 on this machine, in a fresh interpreter too); a known, open mis-model, not yet a claim",
-)
-def test_calibrated_model_predicts_a_real_rebuild_and_load_within_25_percent():
-    """Costs measured on a sample (prefix rebuilds, a few aggregates at random snapshot
-    versions) predict the full rebuild and the loads of every aggregate with snapshots every
-    50 events (and without) within 25 %. Timings are medians of CPU seconds (the cores are
-    shared); one attempt can still be disturbed, so the whole comparison gets three tries:
-    a wrong model fails all three.
+def predicted_over_measured(store, seed: int, k: int = 50, passes: int = 3) -> tuple[dict[str, float], int | None]:
+    """Calibrate on ``store`` with notebook 04's settings and time the real thing: the
+    projection rebuild and a load of every order in full, from a snapshot at the head and
+    from snapshots every ``k`` events, as notebook 04 does (CPU seconds, the loads taking
+    turns). ``passes`` before the calibration and as many after, so that the medians
+    bracket it: the speed of the shared cores drifts over seconds (see the test).
+    Returns predicted / measured per quantity, and the model's cheapest interval."""
+    ids = [s.removeprefix("order-") for s in store.streams()]
+    at_head = Repository(store, Order, snapshots=InMemorySnapshotStore())
+    for i in ids:
+        at_head.take_snapshot(i)
+    every = snapshots_every(store, ids, k)
+    loads = {
+        "full replay": lambda: [Repository(store, Order).load(i) for i in ids],
+        "snapshot at head": lambda: [at_head.load(i) for i in ids],
+        f"snapshots every {k}": lambda: [every.load(i) for i in ids],
+    }
+    times: dict[str, list[float]] = {name: [] for name in ["rebuild", *loads]}
+
+    def measure() -> None:
+        for _ in range(passes):
+            for name, job in loads.items():
+                t = time.process_time()
+                job()
+                times[name].append(time.process_time() - t)
+        for _ in range(passes):  # apart, as notebook 04 times it
+            t = time.process_time()
+            ProjectionRunner(store, OrderSummary()).rebuild()
+            times["rebuild"].append(time.process_time() - t)
+
+    measure()
+    costs = calibrate(store, sample_events=6_000, sample_streams=20, seed=seed)
+    measure()
+    measured = {name: statistics.median(t) for name, t in times.items()}
+    none, at_k = rebuild_cost(costs), rebuild_cost(costs, interval=k)
+    predicted = {
+        "rebuild": none["rebuild_time_s"],
+        "full replay": none["load_time_s"] * len(ids),
+        "snapshot at head": rebuild_cost(costs, interval=1)["load_time_s"] * len(ids),
+        f"snapshots every {k}": at_k["load_time_s"] * len(ids),
+    }
+    # The model is not circular: the rebuild sample was a fraction of what it predicts.
+    assert costs.measurements.filter(pl.col("what") == "rebuild")["events"].max() < len(store)
+    return {name: predicted[name] / measured[name] for name in measured}, at_k.best_interval
+
+
+def test_calibrated_model_predicts_a_real_rebuild_and_loads_over_5_calibrations():
+    """Over 5 calibrations on notebook 04's store, each bracketed by the real thing, the
+    median of predicted / measured is within 25 % for the rebuild and for the loads of
+    every order by full replay, from a snapshot at the head and from snapshots every 50
+    events; and the cheapest interval moves by at most 1.5x.
+
+    The tolerance is the machine's, not the model's. On this 2-core machine, shared with
+    three other engineers' runs, the CPU seconds of the same loads changed by up to 2.4x
+    between one second and the next (1-second medians of one load: 2.6 to 6.4 ms), so one
+    calibration beside one measurement gave predicted / measured from 0.70 to 1.72 (5
+    tries), the four quantities moving together. Five replications of this test's medians
+    of 5 gave: rebuild 1.03-1.21, full replay 0.86-0.99, snapshot at head 0.92-1.10, every
+    50 0.86-1.14; the cheapest interval was 7-10 (at most 1.25x apart within a
+    replication). So 20 % holds in the medians but with no margin on this machine: the
+    test allows 25 %. The old model put the snapshot load at 0.24-0.46 of the measurement
+    and its cheapest interval flipped between "no snapshots" and 252: it fails both.
 
     Both sides are timed in a fresh interpreter: in the test process the garbage collector's
     passes cost in proportion to the heap that a thousand earlier tests leave, which is no
-    part of what the model predicts (with 3 M small objects alive the same code measured
-    1.6x its prediction)."""
+    part of what the model predicts."""
     code = "import sys; sys.path.insert(0, sys.argv[1]); import test_sim_rebuild as t; t.calibrated_against_measured()"
     done = subprocess.run(
-        [sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code, str(Path(__file__).parent)], check=False, capture_output=True, text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def calibrated_against_measured() -> None:
-    """The comparison of the test above; it raises AssertionError when the model is off."""
-    store, lengths = long_order_store()
-    k = 50
-    repo = snapshots_every(store, lengths, k)
-    plain = Repository(store, Order)
+def calibrated_against_measured(rounds: int = 5) -> dict[str, float]:
+    """The comparison of the test above; it raises AssertionError when the model is off and
+    returns the median predicted / measured per quantity."""
+    store = notebook_store()
+    tries = [predicted_over_measured(store, seed) for seed in range(rounds)]
+    medians = {name: statistics.median(t[0][name] for t in tries) for name in tries[0][0]}
+    assert all(0.75 <= r <= 1.25 for r in medians.values()), (medians, tries)
+    best = [t[1] for t in tries]
+    assert None not in best and max(best) / min(best) <= 1.5, best
+    return medians
 
-    def load_all(r: Repository) -> None:
-        for i in range(len(lengths)):
-            r.load(f"o{i}")
 
-    ratios = []
-    for _ in range(3):
-        costs = calibrate(
-            store, sample_events=8_000, sample_streams=20, repeats=3, timer="cpu", seed=len(ratios)
-        )
-        with_snapshots = rebuild_cost(costs, interval=k)
-        without = rebuild_cost(costs)
-        measured = {
-            "rebuild": median_seconds(lambda: ProjectionRunner(store, OrderSummary()).rebuild()),
-            "load with snapshots": median_seconds(lambda: load_all(repo)) / len(lengths),
-            "load without": median_seconds(lambda: load_all(plain)) / len(lengths),
-        }
-        predicted = {
-            "rebuild": with_snapshots["rebuild_time_s"],
-            "load with snapshots": with_snapshots["load_time_s"],
-            "load without": without["load_time_s"],
-        }
-        ratios.append({name: measured[name] / predicted[name] for name in measured})
-        if all(0.75 <= r <= 1.25 for r in ratios[-1].values()):
-            break
-    assert all(0.75 <= r <= 1.25 for r in ratios[-1].values()), ratios
-    # The model is not circular: the sample was a fraction of what it predicts.
-    assert costs.measurements.filter(pl.col("what") == "rebuild")["events"].max() < len(store)
-    assert with_snapshots["load_time_s"] < without["load_time_s"]
+def test_calibrate_recovers_known_costs_from_streams_all_of_one_length(monkeypatch):
+    """On a clock where a load costs a + b·(events read) + r (from a snapshot), a
+    rebuild step o + c·n and a snapshot write w, calibrate gives back a, b, r, o, c and w,
+    though every stream has the same length (loads up to a random version spread the
+    lengths; a single length left the fixed and per-event costs inseparable)."""
+    from esnotebook.sim import _costs
+
+    a, b, r, o, c, w = 4e-4, 2e-5, 3e-4, 5e-3, 1e-5, 7e-5
+    now = [0.0]
+    monkeypatch.setitem(_costs._TIMERS, "cpu", lambda: now[0])
+    build, step, save = Repository._build, ProjectionRunner.step, InMemorySnapshotStore.save
+
+    def timed_build(self, id, stream_id, events, snapshot, version, from_index=0):
+        now[0] += a + b * len(events) + (r if snapshot is not None else 0.0)  # events read
+        return build(self, id, stream_id, events, snapshot, version, from_index)
+
+    def timed_step(self, n=None):
+        done = step(self, n)
+        now[0] += o + c * done
+        return done
+
+    def timed_save(self, snapshot):
+        now[0] += w
+        save(self, snapshot)
+
+    monkeypatch.setattr(Repository, "_build", timed_build)
+    monkeypatch.setattr(ProjectionRunner, "step", timed_step)
+    monkeypatch.setattr(InMemorySnapshotStore, "save", timed_save)
+    store = es.InMemoryEventStore()
+    for i in range(12):
+        store.append(f"order-o{i}", [es.NewEvent("OrderPlaced", {"order_id": f"o{i}", "customer": "c"})] + [
+            es.NewEvent("ItemAdded", {"order_id": f"o{i}", "sku": "s", "quantity": 1, "price": 1}) for _ in range(39)
+        ])  # fmt: skip
+    costs = calibrate(store, sample_events=400, sample_streams=8, repeats=3)
+    got = (costs.load_overhead, costs.load_event_cost, costs.snapshot_read_cost,
+           costs.rebuild_overhead, costs.apply_cost, costs.snapshot_write_cost)  # fmt: skip
+    assert got == pytest.approx((a, b, r, o, c, w), rel=1e-6)
+    # Loads were timed at many lengths of streams that all have 40 events.
+    assert costs.measurements.filter(pl.col("what") == "load")["events"].n_unique() > 3
 
 
 def test_calibrate_reports_the_shape_and_leaves_the_store_untouched(tmp_path):

@@ -2,15 +2,16 @@
 
 :func:`calibrate` times the real thing on a real store: a
 :class:`~esnotebook.runner.ProjectionRunner` replaying growing prefixes of the store, and a
-:class:`~esnotebook.repository.Repository` loading a sample of aggregates with and without
-a snapshot. Straight lines through the medians give the per-event and fixed costs.
+:class:`~esnotebook.repository.Repository` loading a sample of aggregates in full, up to a
+random version and from a snapshot, in CPU seconds by default. Straight lines through the
+medians give the per-event and fixed costs; what a snapshot adds to a load is timed, not
+inferred.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -97,33 +98,20 @@ _TIMERS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": tim
 _clock = time.perf_counter  # set by calibrate() for the duration of one calibration
 
 
-def _median_time(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = _clock()
-        fn()
-        times.append(_clock() - t)
-    return statistics.median(times)
+def _timings(jobs: list[Callable[[], Any]], repeats: int) -> np.ndarray:
+    """Seconds of each job (rows) in each of ``repeats`` passes (columns) through all of them.
 
-
-def _passes(load: Callable[[str], Any], ids: list[str], repeats: int) -> tuple[list[float], float]:
-    """Per-aggregate median load times over ``repeats`` passes through the whole sample, and
-    the median time of a whole pass.
-
-    Passes rather than one aggregate loaded several times in a row, which would time it with
-    warm caches; and the pass total too, because a garbage collection lands on one load of a
-    pass and the per-load medians drop it, while a real run of many loads pays for it.
+    Passes rather than one job run several times in a row, which would time it with warm
+    caches; and interleaved, so that a busy spell on the machine lands on every kind of
+    job alike instead of on whichever was being timed then.
     """
-    times: list[list[float]] = [[] for _ in ids]
-    totals = []
-    for _ in range(repeats):
-        start = _clock()
-        for slot, i in zip(times, ids):
+    out = np.empty((len(jobs), repeats))
+    for p in range(repeats):
+        for j, fn in enumerate(jobs):
             t = _clock()
-            load(i)
-            slot.append(_clock() - t)
-        totals.append(_clock() - start)
-    return [statistics.median(t) for t in times], statistics.median(totals)
+            fn()
+            out[j, p] = _clock() - t
+    return out
 
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -144,14 +132,13 @@ def _calibrate_rebuild(
     from ..runner import ProjectionRunner
 
     def run(n: int) -> None:
+        # What rebuild() does per chunk: apply the events, commit, record a metrics row.
         ProjectionRunner(store, projection, checkpoint="reset", batch_size=n).step(n)
 
     run(sizes[0])  # warm-up: imports, caches, the first read of the files
-    rows = [("rebuild", n, _median_time(lambda n=n: run(n), repeats)) for n in sizes]
-    x = np.array([r[1] for r in rows], dtype=float)
-    y = np.array([r[2] for r in rows])
-    overhead, per_event = _line(x, y)
-    return rows, per_event, overhead
+    seconds = np.median(_timings([lambda n=n: run(n) for n in sizes], repeats), axis=1)
+    overhead, per_event = _line(np.array(sizes, dtype=float), seconds)
+    return [("rebuild", n, float(t)) for n, t in zip(sizes, seconds)], per_event, overhead
 
 
 def _snapshot_store(store: Any, scratch: str) -> Any:
@@ -173,23 +160,30 @@ def _calibrate_loads(
     repeats: int,
     rng: np.random.Generator,
 ) -> tuple[list, dict[str, float]]:
+    """Loads of every sampled aggregate in full, up to a random version, from a snapshot near
+    its head and without one of as many events; the writes of those snapshots.
+
+    The loads up to a random version spread the replayed lengths over 1 … n, so the line
+    through the full and partial loads separates the fixed cost of a load from its cost per
+    event even when the streams are all of one length. A snapshot load is timed as such, not
+    derived from totals, beside a load without a snapshot that reads as many events: the
+    median difference is what the snapshot adds (look it up, decode and restore it). Decoding
+    and restoring cost in proportion to the state, which grows as the stream does, so the
+    snapshots sit in the last tenth of each stream, where the latest snapshot of a stream
+    that keeps growing is: their reads, writes and bytes are the ones to expect from now on.
+    """
     from ..repository import Repository
     from ..snapshots import Snapshot
 
     plain = Repository(store, aggregate)
-    rows: list[tuple[str, int, float]] = []
-    writes: list[float] = []
+    versions = [int(rng.integers(1, n + 1)) for n in lengths]
+    tails = [int(rng.integers(0, n // 10 + 1)) for n in lengths]  # snapshot at version n - tail
+    writes: list[Callable[[], None]] = []
     sizes: list[int] = []
-    tails: list[int] = []
-    for i in ids[: min(3, len(ids))]:
-        plain.load(i, use_snapshots=False)  # warm-up
-    plain_times, plain_pass = _passes(lambda i: plain.load(i, use_snapshots=False), ids, repeats)
-    rows += [("load", n, t) for n, t in zip(lengths, plain_times)]
     with tempfile.TemporaryDirectory(prefix="esnb-calibrate-") as scratch:
         snaps = _snapshot_store(store, scratch)
         repo = Repository(store, aggregate, snapshots=snaps)
-        for i, n in zip(ids, lengths):
-            tail = int(rng.integers(0, n))  # snapshot at version n - tail: tails 0 … n-1
+        for i, n, tail in zip(ids, lengths, tails):
             version = n - tail
             agg = plain.load(i, version=version, use_snapshots=False)
             last = store.read_stream(
@@ -201,25 +195,48 @@ def _calibrate_loads(
                 snaps.save(Snapshot(repo.aggregate_type, agg.id, version, aggregate.schema_version,
                                     last.event_id, datetime.now(UTC), state))  # fmt: skip
 
-            writes.append(_median_time(write, repeats))
+            write()
+            writes.append(write)
             sizes.append(len(json.dumps(agg.get_state(), separators=(",", ":")).encode()))
-            tails.append(tail)
-        snap_times, snap_pass = _passes(repo.load, ids, repeats)
-        rows += [("snapshot_load", n, t) for n, t in zip(tails, snap_times)]
-    plain_x, plain_y = np.array(lengths, dtype=float), np.array(plain_times)
-    snap_x = np.array(tails, dtype=float)
-    # The line through the per-load medians gives the shape (fixed and per-event cost) ...
-    overhead, per_event = _line(plain_x, plain_y)
-    # ... the whole passes give the level, collections included.
-    scale = plain_pass / max(float(plain_y.sum()), 1e-12)
-    overhead, per_event = overhead * scale, per_event * scale
-    read = (snap_pass - len(ids) * overhead - per_event * float(snap_x.sum())) / len(ids)
-    rows += [("snapshot_write", 0, w) for w in writes]
+        for i in ids[: min(3, len(ids))]:
+            plain.load(i, use_snapshots=False)  # warm-up
+            repo.load(i)
+        full = [lambda i=i: plain.load(i, use_snapshots=False) for i in ids]
+        part = [
+            lambda i=i, v=v: plain.load(i, version=v, use_snapshots=False)
+            for i, v in zip(ids, versions)
+        ]
+        # Beside each snapshot load, a load without one that reads as many events (the
+        # snapshot's own and the tail): the difference is what the snapshot adds, measured
+        # in pairs rather than as the gap between two fitted lines.
+        short = [
+            lambda i=i, t=t: plain.load(i, version=t + 1, use_snapshots=False)
+            for i, t in zip(ids, tails)
+        ]
+        from_snapshot = [lambda i=i: repo.load(i) for i in ids]
+        # One aggregate's loads after another's, so that a snapshot load and its pair are
+        # timed moments apart whatever the machine does; the writes (each replaces its
+        # snapshot) in the same passes, since their ratio to the loads sets the cheapest
+        # interval, but after the loads: a durable write slows the next load several-fold.
+        kinds = (full, part, short, from_snapshot)
+        s = len(ids)
+        loads_first = [kind[j] for j in range(s) for kind in kinds]
+        times = _timings(loads_first + writes, repeats)
+    medians = np.median(times, axis=1)
+    full_t, part_t, short_t, snapshot_loads = medians[: len(kinds) * s].reshape(s, len(kinds)).T
+    write_times = medians[len(kinds) * s :]
+    loads = np.concatenate([full_t, part_t, short_t])
+    x = np.array(lengths + versions + [t + 1 for t in tails], dtype=float)
+    overhead, per_event = _line(x, loads)
+    read = float(np.median(snapshot_loads - short_t))
+    rows = [("load", int(n), float(t)) for n, t in zip(x, loads)]
+    rows += [("snapshot_load", n, float(t)) for n, t in zip(tails, snapshot_loads)]
+    rows += [("snapshot_write", 0, float(w)) for w in write_times]
     return rows, {
-        "load_overhead": max(float(overhead), 0.0),
-        "load_event_cost": float(per_event),
-        "snapshot_read_cost": max(float(read), 0.0),
-        "snapshot_write_cost": float(np.median(writes)),
+        "load_overhead": overhead,
+        "load_event_cost": per_event,
+        "snapshot_read_cost": max(read, 0.0),
+        "snapshot_write_cost": float(np.median(write_times)),
         "snapshot_bytes": float(np.mean(sizes)),
     }
 
@@ -231,8 +248,8 @@ def calibrate(
     aggregate: type | None = None,
     sample_events: int = 20_000,
     sample_streams: int = 40,
-    repeats: int = 3,
-    timer: Literal["wall", "cpu"] = "wall",
+    repeats: int = 7,
+    timer: Literal["wall", "cpu"] = "cpu",
     seed: int = 0,
 ) -> RebuildCosts:
     """Measure rebuild, load and snapshot costs on ``store`` for :func:`~esnotebook.sim.rebuild_cost`.
@@ -253,14 +270,20 @@ def calibrate(
     sample_events
         Events in the largest rebuild timed (at most the store's).
     sample_streams
-        Aggregates loaded: each without a snapshot, and from a snapshot at a random version.
+        Aggregates loaded: each in full, up to a random version, and from a snapshot in
+        the last tenth of its stream beside a load without one of as many events; and the
+        snapshot written. The loads without snapshots give ``load_event_cost`` and
+        ``load_overhead``; the median gap between a snapshot load and its pair,
+        ``snapshot_read_cost``; the writes, ``snapshot_write_cost``.
     repeats
-        Each timing is the median of this many runs.
+        Passes through all the timings, one aggregate's after another's, so that what is
+        compared is timed moments apart; each figure is the median over the passes.
     timer
-        ``"wall"`` (default): elapsed seconds, what a user waits. ``"cpu"``: the process's
-        CPU seconds, which other processes competing for the cores do not inflate - for
-        comparing runs on a busy shared machine (on an idle one the two agree for this
-        single-threaded work, except for disk waits).
+        ``"cpu"`` (default): the process's CPU seconds. Other processes competing for the
+        cores inflate the wall clock of this mostly single-threaded work by whatever they take,
+        so on a shared machine the wall clock measures them; CPU seconds measure the code
+        (on an idle machine the two agree, except for disk waits, which CPU seconds leave
+        out). ``"wall"``: elapsed seconds, what a user waits, on a machine of one's own.
     seed
         Chooses the sampled aggregates and snapshot versions.
 
