@@ -70,7 +70,7 @@ def serve(
     *,
     servers: int = 1,
     batch_size: int = 1,
-    overhead: float = 0.0,
+    overhead: float | np.ndarray = 0.0,
     pauses: tuple[list[float], list[float]] = ([], []),
 ) -> Served:
     """Serve events (sorted by ``arrival``) from one shared FIFO queue.
@@ -78,16 +78,20 @@ def serve(
     A free consumer takes every queued event up to ``batch_size`` (at least one, waiting
     for the next arrival when the queue is empty), spends ``overhead`` plus their service
     times, and marks them all done at the end of the batch. No batch starts during a pause;
-    a batch running when a pause begins is suspended and resumes after it.
+    a batch running when a pause begins is suspended and resumes after it. An array
+    ``overhead`` (at least one value per event) gives the k-th batch the k-th value.
     """
     n = len(arrival)
     if n == 0:
         empty = np.empty(0)
         return Served(empty, empty, empty)
     p_start, p_end = pauses
-    if servers == 1 and batch_size == 1 and overhead == 0 and not p_start:
+    if batch_size == 1 and not np.isscalar(overhead):
+        service, overhead = service + overhead[:n], 0.0  # one event per batch: one cost
+    if servers == 1 and batch_size == 1 and np.isscalar(overhead) and overhead == 0 and not p_start:
         done = lindley(arrival, service)
         return Served(done, done - service, done)
+    per_batch = None if np.isscalar(overhead) else overhead.tolist()
 
     a = arrival.tolist()
     prefix = np.concatenate([[0.0], np.cumsum(service)]).tolist()
@@ -108,7 +112,8 @@ def serve(
                 start = p_end[k]
         hi = i + batch_size
         j = bisect_right(a, start, i + 1, hi if hi < n else n)
-        end = start + overhead + prefix[j] - prefix[i]
+        cost = overhead if per_batch is None else per_batch[len(ends)]
+        end = start + cost + prefix[j] - prefix[i]
         if n_pauses:
             k = bisect_right(p_start, start)
             while k < n_pauses and p_start[k] < end:
