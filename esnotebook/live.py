@@ -188,6 +188,14 @@ class _Pipeline:
         self.arrived = np.full(len(events), np.nan)
         self.done = np.full(len(events), np.inf)
         self.busy: list[tuple[float, float]] = []
+        self.committed = math.nan  # when the runner's last commit returned
+        commit = runner.target.commit
+
+        def timed_commit(unit: Any) -> None:
+            commit(unit)
+            self.committed = time.perf_counter()
+
+        runner.target.commit = timed_commit
         self.stop = threading.Event()
         self.produced = threading.Event()
         self.wake = threading.Event()
@@ -220,9 +228,8 @@ class _Pipeline:
                 began = clock()
                 k = runner.step(self.batch_size)
                 if k:
-                    ended = clock()
-                    self.done[start - self.head : start - self.head + k] = ended - t0
-                    self.busy.append((began - t0, ended - t0))
+                    self.done[start - self.head : start - self.head + k] = self.committed - t0
+                    self.busy.append((began - t0, clock() - t0))
                     continue
                 if self.produced.is_set() and runner.checkpoint - self.head >= n:
                     return
@@ -312,7 +319,9 @@ def run(
     if times.size == 0:
         raise ValueError(f"the producer would make no events in {duration:g} s at {arrival_rate!r}")
     if profile is None:
-        profile = measure_consumer(store, projection, batch_size=max(batch_size, 10), seed=seed)
+        profile = measure_consumer(
+            store, projection, batch_size=max(batch_size, 10), appends="between", seed=seed
+        )
     head = store.head_position
     # New orders, whatever the store already holds.
     events = list(order_events(times.size, seed=rng, tag=f"-at{head}" if head else ""))

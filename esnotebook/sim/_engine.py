@@ -71,6 +71,7 @@ def serve(
     servers: int = 1,
     batch_size: int = 1,
     overhead: float | np.ndarray = 0.0,
+    behind: float = 0.0,
     pauses: tuple[list[float], list[float]] = ([], []),
 ) -> Served:
     """Serve events (sorted by ``arrival``) from one shared FIFO queue.
@@ -79,7 +80,9 @@ def serve(
     for the next arrival when the queue is empty), spends ``overhead`` plus their service
     times, and marks them all done at the end of the batch. No batch starts during a pause;
     a batch running when a pause begins is suspended and resumes after it. An array
-    ``overhead`` (at least one value per event) gives the k-th batch the k-th value.
+    ``overhead`` (at least one value per event) gives the k-th batch the k-th value. A
+    consumer that finds the next event already waiting when its batch is done spends
+    ``behind`` more seconds (after the batch's events are done) before its next batch.
     """
     n = len(arrival)
     if n == 0:
@@ -88,7 +91,8 @@ def serve(
     p_start, p_end = pauses
     if batch_size == 1 and not np.isscalar(overhead):
         service, overhead = service + overhead[:n], 0.0  # one event per batch: one cost
-    if servers == 1 and batch_size == 1 and np.isscalar(overhead) and overhead == 0 and not p_start:
+    simple = np.isscalar(overhead) and overhead == 0 and behind == 0 and not p_start
+    if servers == 1 and batch_size == 1 and simple:
         done = lindley(arrival, service)
         return Served(done, done - service, done)
     per_batch = None if np.isscalar(overhead) else overhead.tolist()
@@ -98,6 +102,7 @@ def serve(
     free = [0.0] * min(servers, n)  # no more batches than events: extra consumers stay idle
     starts: list[float] = []
     ends: list[float] = []
+    frees: list[float] = []
     bounds: list[int] = []
     n_pauses = len(p_start)
     heappop, heappush = heapq.heappop, heapq.heappush
@@ -122,8 +127,10 @@ def serve(
         starts.append(start)
         ends.append(end)
         bounds.append(j)
+        if behind and j < n and a[j] <= end:
+            end += behind
+        frees.append(end)
         heappush(free, end)
         i = j
-    ends_arr = np.asarray(ends)
     sizes = np.diff(np.asarray(bounds), prepend=0)
-    return Served(np.repeat(ends_arr, sizes), np.asarray(starts), ends_arr)
+    return Served(np.repeat(np.asarray(ends), sizes), np.asarray(starts), np.asarray(frees))

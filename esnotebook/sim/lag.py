@@ -117,6 +117,7 @@ def _run_once(
     partitions: int | None,
     batch_size: int,
     overhead: float | np.ndarray,
+    behind: float = 0.0,
     pauses: tuple[list[float], list[float]],
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -129,6 +130,7 @@ def _run_once(
             servers=consumers,
             batch_size=batch_size,
             overhead=overhead,
+            behind=behind,
             pauses=pauses,
         )
         return arrival, served.done, served.busy_start, served.busy_end
@@ -138,7 +140,12 @@ def _run_once(
     for q in range(min(consumers, partitions)):
         idx = np.flatnonzero(owner == q)
         served = serve(
-            arrival[idx], service[idx], batch_size=batch_size, overhead=overhead, pauses=pauses
+            arrival[idx],
+            service[idx],
+            batch_size=batch_size,
+            overhead=overhead,
+            behind=behind,
+            pauses=pauses,
         )
         done[idx] = served.done
         b_start.append(served.busy_start)
@@ -300,7 +307,8 @@ def simulate_lag(
         ``service_cv`` and ``batch_overhead``: each event costs the profile's ``mean``
         and each batch a fixed cost resampled from the measured ones (mean
         ``batch_overhead``), so at ``batch_size=1`` an event's service time has the
-        measured one-event steps' distribution.
+        measured one-event steps' distribution; a batch that ends with events waiting
+        keeps its consumer ``behind_overhead`` longer.
     consumers, partitions
         Consumer count. ``partitions=None`` is one shared queue with competing consumers
         (M/M/c); a number keys each event to a random partition, partitions are assigned
@@ -427,6 +435,7 @@ def simulate_lag(
             partitions=partitions,
             batch_size=batch_size,
             overhead=costs,
+            behind=0.0 if profile is None else profile.behind_overhead,
             pauses=merged,
             rng=rng,
         )
@@ -448,7 +457,7 @@ def simulate_lag(
             consumers=consumers,
             partitions=partitions,
             batch_size=batch_size,
-            overhead=overhead,
+            overhead=overhead + (0.0 if profile is None else profile.behind_overhead),
         )
         metrics["offered_load"] = arr.long_run_rate / capacity
         metrics["grows_without_bound"] = float(arr.long_run_rate >= capacity)

@@ -16,6 +16,7 @@ import math
 import tempfile
 import time
 from collections.abc import Iterator
+from itertools import islice
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["ServiceProfile", "measure_consumer", "order_events"]
 
 Timer = Literal["wall", "cpu"]
+Appends = Literal["before", "between"]
 _TIMERS = {"wall": time.perf_counter, "cpu": time.process_time}
 _HEADER = ("stream_id", "version", "event_type", "recorded_at")
 
@@ -52,6 +54,9 @@ class ServiceProfile:
         metrics (``commit_overhead`` included).
     commit_overhead
         Mean seconds of the checkpoint commit, part of ``batch_overhead``.
+    behind_overhead
+        Extra seconds a step takes, after its commit, when more events are waiting (the
+        runner looks up the oldest one for the time lag it records).
     append_cost
         Mean CPU seconds the producer spends on one append into a store of the same kind
         (the live producer's share of the interpreter, see :mod:`esnotebook.live`).
@@ -69,7 +74,7 @@ class ServiceProfile:
 
     Examples
     --------
-    >>> p = ServiceProfile(mean=1e-4, cv=0.2, batch_overhead=9e-4)
+    >>> p = ServiceProfile(mean=1e-4, cv=0.2, batch_overhead=6e-4, behind_overhead=3e-4)
     >>> round(p.rate(), 1), round(p.rate(10), 1)
     (1000.0, 5263.2)
     """
@@ -78,6 +83,7 @@ class ServiceProfile:
     cv: float
     batch_overhead: float
     commit_overhead: float = 0.0
+    behind_overhead: float = 0.0
     append_cost: float = 0.0
     batch_size: int = 1
     by_type: pl.DataFrame = field(
@@ -91,7 +97,8 @@ class ServiceProfile:
     source: str = "store"
 
     def __post_init__(self) -> None:
-        for name in ("mean", "cv", "batch_overhead", "commit_overhead", "append_cost"):
+        names = ("mean", "cv", "batch_overhead", "commit_overhead", "behind_overhead", "append_cost")
+        for name in names:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name!r} must be a finite number >= 0 (got {value!r})")
@@ -104,8 +111,10 @@ class ServiceProfile:
         return self.batch_overhead + self.mean
 
     def rate(self, batch_size: int = 1) -> float:
-        """Events per second one consumer sustains with full batches of ``batch_size``."""
-        return batch_size / (self.batch_overhead + batch_size * self.mean)
+        """Events per second one consumer sustains when behind, with full batches of
+        ``batch_size``: its capacity."""
+        fixed = self.batch_overhead + self.behind_overhead
+        return batch_size / (fixed + batch_size * self.mean)
 
     def draw_overheads(self, n: int, rng: np.random.Generator) -> np.ndarray | float:
         """``n`` batch overheads resampled from the measured ones (their mean if none)."""
@@ -119,6 +128,7 @@ class ServiceProfile:
             "cv": self.cv,
             "batch_overhead": self.batch_overhead,
             "commit_overhead": self.commit_overhead,
+            "behind_overhead": self.behind_overhead,
             "append_cost": self.append_cost,
             "batch_size": self.batch_size,
             "rate": self.rate(self.batch_size),
@@ -169,35 +179,15 @@ def order_events(
         yield row["stream_id"] + tag, NewEvent(row["event_type"], data)
 
 
-def _scratch_store(store: Any, n: int, seed: int) -> tuple[Any, Any]:
-    """A store of the same kind holding ``n`` generated order events, appended one by one
-    as the live producer does; and the temporary folder to remove (or None)."""
-    from ..store import InMemoryEventStore, ParquetEventStore
+def _scratch_store(store: Any) -> tuple[Any, Any]:
+    """An empty store of ``store``'s kind, and its temporary folder to remove (or None)."""
+    from ..store import ParquetEventStore
+    from ..store.memory import InMemoryEventStore
 
-    folder = None
     if isinstance(store, ParquetEventStore):
         folder = tempfile.TemporaryDirectory(prefix="esnotebook-profile-")
-        scratch: Any = ParquetEventStore(folder.name, durable=store.durable)
-    else:
-        scratch = InMemoryEventStore()
-    for stream_id, event in order_events(n, seed=seed):
-        scratch.append(stream_id, [event])
-    return scratch, folder
-
-
-def append_cost(store: Any, *, events: int = 200, seed: int = 0) -> float:
-    """Mean CPU seconds of one single-event append into a fresh store of ``store``'s kind."""
-    scratch, folder = _scratch_store(store, 0, seed)
-    try:
-        spent = 0.0
-        for stream_id, event in order_events(events, seed=seed):
-            t = time.thread_time()
-            scratch.append(stream_id, [event])
-            spent += time.thread_time() - t
-        return spent / events
-    finally:
-        if folder is not None:
-            folder.cleanup()
+        return ParquetEventStore(folder.name, durable=store.durable), folder
+    return InMemoryEventStore(), None
 
 
 def measure_consumer(
@@ -206,23 +196,27 @@ def measure_consumer(
     *,
     events: int = 400,
     batch_size: int = 10,
+    appends: Appends = "before",
     target: Literal["memory", "parquet"] = "memory",
     timer: Timer = "wall",
     seed: int = 0,
 ) -> ServiceProfile:
     """Time a real :class:`~esnotebook.ProjectionRunner` and return its service profile.
 
-    The first half of ``events`` is applied one event per step, the second half in steps of
-    ``batch_size`` (at least 2). The per-event cost is the difference of the two kinds of
-    step, divided by the extra events; the fixed cost of a step is what a one-event step
-    costs beyond it. Each checkpoint commit is timed on its own.
+    The first quarter of ``events`` is applied one event per step with nothing left
+    waiting, the second quarter one per step with one event waiting, the second half in
+    steps of ``batch_size`` (at least 2). The per-event cost is the difference of the
+    one-event and the batch steps, divided by the extra events; the fixed cost of a step is
+    what a one-event step costs beyond it; the cost of being behind is what a step with an
+    event waiting costs beyond one without. Each checkpoint commit is timed on its own.
 
     Parameters
     ----------
     store
-        The events to time on: its first ``events`` positions. When it holds fewer, a
-        scratch store of the same kind is filled with generated order events, appended one
-        by one as :func:`esnotebook.live.run`'s producer does. The store is only read.
+        The events to time on: its first ``events`` positions. When it holds fewer, or
+        with ``appends="between"``, an empty scratch store of the same kind is filled with
+        generated order events, appended one by one as :func:`esnotebook.live.run`'s
+        producer does. The store is only read.
     projection
         The projection the runner keeps (a fresh instance is not needed: its state is not
         touched; the runner starts from an empty state).
@@ -230,6 +224,12 @@ def measure_consumer(
         Events to time (at least 20).
     batch_size
         Events per multi-event step (the batch size the pipeline will run with, or more).
+    appends
+        ``"before"``: every event is in the store before the timing (a catch-up or a
+        rebuild). ``"between"``: each step's events are appended just before it, as in a
+        live pipeline, so the step also pays for reading events just written (an
+        in-memory store turns its newest events into a frame on the first read after
+        them). Always on generated events.
     target
         Where the runner commits: ``"memory"`` or ``"parquet"`` (a temporary folder).
     timer
@@ -261,16 +261,31 @@ def measure_consumer(
         raise ValueError(f"'target' must be 'memory' or 'parquet' (got {target!r})")
     if timer not in _TIMERS:
         raise ValueError(f"'timer' must be 'wall' or 'cpu' (got {timer!r})")
+    if appends not in ("before", "between"):
+        raise ValueError(f"'appends' must be 'before' or 'between' (got {appends!r})")
     if not hasattr(store, "scan") or not hasattr(store, "head_position"):
         raise TypeError(f"'store' must be an esnotebook event store (got {type(store).__name__})")
     clock = _TIMERS[timer]
     big = max(batch_size, 2)
-    source = "store" if store.head_position >= events else "generated"
+    generated = appends == "between" or store.head_position < events
     folders = []
-    if source == "generated":
-        store, folder = _scratch_store(store, events, seed)
+    feed = iter(())
+    if generated:
+        store, folder = _scratch_store(store)
         folders.append(folder)
+        feed = order_events(events, seed=seed)
+    appended: list[float] = []
+
+    def fill(k: int) -> None:
+        """Append the next ``k`` generated events, timing the producer's CPU."""
+        for stream_id, event in islice(feed, k):
+            t = time.thread_time()
+            store.append(stream_id, [event])
+            appended.append(time.thread_time() - t)
+
     try:
+        if generated and appends == "before":
+            fill(events)
         if target == "parquet":
             folders.append(tempfile.TemporaryDirectory(prefix="esnotebook-profile-target-"))
             runner_target: Any = ParquetTarget(folders[-1].name)
@@ -288,23 +303,37 @@ def measure_consumer(
             commits.append(clock() - t)
 
         runner.target.commit = timed_commit  # type: ignore[method-assign]
-        types = store.scan(to_position=events).select("event_type").collect()["event_type"]
-        singles = []
-        for _ in range(events // 2):
+        singles, behind = [], []
+        for _ in range(events // 4):
+            fill(1)
             t = clock()
             runner.step(1)
             singles.append(clock() - t)
+        fill(1)  # one event waiting after each step: the runner looks up the oldest one
+        for _ in range(events // 4):
+            fill(1)
+            t = clock()
+            runner.step(1)
+            behind.append(clock() - t)
+        runner.step(1)
         batches = []
         while runner.checkpoint + big <= events:
+            fill(big)
             t = clock()
             runner.step(big)
             batches.append(clock() - t)
-        append = append_cost(store, seed=seed)
+        types = store.scan(to_position=len(singles)).select("event_type").collect()["event_type"]
+        if not appended:  # the store's own events: time a producer on a scratch store
+            scratch, folder = _scratch_store(store)
+            folders.append(folder)
+            store, feed = scratch, order_events(100, seed=seed)
+            fill(100)
     finally:
         for folder in folders:
             if folder is not None:
                 folder.cleanup()
     one = np.asarray(singles)
+    behind_cost = max(float(np.mean(behind)) - float(one.mean()), 0.0)
     per_event = max((float(np.mean(batches)) - float(one.mean())) / (big - 1), 0.0)
     overheads = np.clip(one - per_event, 0.0, None)
     by_type = (
@@ -318,10 +347,11 @@ def measure_consumer(
         cv=float(one.std(ddof=1) / one.mean()),
         batch_overhead=float(overheads.mean()),
         commit_overhead=float(np.mean(commits)) if commits else 0.0,
-        append_cost=append,
+        behind_overhead=behind_cost,
+        append_cost=float(np.mean(appended)),
         batch_size=big,
         by_type=by_type,
         overheads=overheads,
         timer=timer,
-        source=source,
+        source="generated" if generated else "store",
     )
