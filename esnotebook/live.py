@@ -388,16 +388,18 @@ def run(
     arrived = pipe.arrived[~np.isnan(pipe.arrived)]
     done = np.maximum(pipe.done[: arrived.size], arrived)
     busy = np.array(pipe.busy, dtype=float).reshape(-1, 2)
-    dt = duration / _SAMPLES
+    # A producer slower than its schedule (a Parquet store's appends) ends late.
+    span = max(float(duration), float(arrived[-1]) if arrived.size else 0.0)
+    dt = span / _SAMPLES
     metrics, series = _measure(
-        arrived, done, (busy[:, 0], busy[:, 1]), duration=float(duration), warmup=0.0,
+        arrived, done, (busy[:, 0], busy[:, 1]), duration=span, warmup=0.0,
         sample_interval=dt, active=1, backlog=0, pauses=([], []),
     )  # fmt: skip
     after = _last_change(arrival_rate)
     metrics["drain_time"] = _drain_time(series, after)
     settings = {
         "arrival_rate": arrival_rate,
-        "duration": float(duration),
+        "duration": span,
         "events": int(arrived.size),
         "batch_size": batch_size,
         "consumers": consumers,
