@@ -19,7 +19,7 @@ import html
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveResult", "run"]
 
-Contention = Literal["measured", "none"]
+Costs = Literal["profile", "run"]
 
 #: Metrics :meth:`LiveResult.compare` puts side by side.
 COMPARED = ("mean_offset_lag", "p95_offset_lag", "max_offset_lag", "p95_time_lag", "drain_time")
@@ -80,9 +80,10 @@ class LiveResult:
         When each event's batch was committed (``inf`` if it never was).
     busy
         ``(start, end)`` of every step that applied events.
-    step_cpu
-        The process CPU seconds of each of those steps (the runner's, and whatever the
-        producer did meanwhile).
+    steps
+        Every step that applied events: ``start, end`` (seconds), ``events``, ``cpu`` (the
+        process CPU seconds it took: the runner's, and whatever the producer did
+        meanwhile), ``waited`` (the consumer had waited for events before it).
     event_types
         Each event's type, in arrival order.
     profile
@@ -96,18 +97,38 @@ class LiveResult:
     arrivals: np.ndarray = field(repr=False)
     done: np.ndarray = field(repr=False)
     busy: tuple[np.ndarray, np.ndarray] = field(repr=False)
-    step_cpu: np.ndarray = field(repr=False)
+    steps: pl.DataFrame = field(repr=False)
     event_types: tuple[str, ...] = field(repr=False)
     profile: ServiceProfile
     settings: dict[str, Any]
 
+    def _step_model(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each step's wall seconds, and what the profile's model gives for it (its size,
+        the store's size, whether it was behind or started after a wait)."""
+        st = self.steps
+        start = st["start"].to_numpy()
+        head = np.searchsorted(self.arrivals, start, side="right")
+        behind = head > np.cumsum(st["events"].to_numpy())
+        model = self.profile.step_seconds(st["events"].to_numpy(), head=head, behind=behind,
+                                          cold=st["waited"].to_numpy())  # fmt: skip
+        return st["end"].to_numpy() - start, model
+
     @property
-    def slowdown(self) -> float:
-        """Wall seconds of the consumer's steps over their CPU seconds: how much of the
-        cores it got (1: all it asked for; more when the producer, polars' threads or
-        other programs took turns)."""
-        cpu = float(self.step_cpu.sum())
-        return float((self.busy[1] - self.busy[0]).sum()) / cpu if cpu > 0 else math.nan
+    def cost_ratio(self) -> float:
+        """Wall seconds the consumer's steps took over what the profile's model gives for
+        the same steps: 1 when the profile priced this run's steps right; above 1 when the
+        cores were busier than when it was measured (the producer, other programs)."""
+        if self.steps.height == 0:
+            return math.nan
+        wall, model = self._step_model()
+        return float(wall.sum() / model.sum())
+
+    def run_profile(self) -> ServiceProfile:
+        """The profile with the fixed costs the run's steps really had: each step's wall
+        seconds less the rest of the model, as the distribution batches draw from."""
+        wall, model = self._step_model()
+        fixed = np.clip(wall - (model - self.profile.batch_overhead), 0.0, None)
+        return replace(self.profile, overheads=fixed, batch_overhead=float(fixed.mean()))
 
     def __getitem__(self, metric: str) -> float:
         if metric not in self.metrics:
@@ -128,24 +149,23 @@ class LiveResult:
         return self.timeseries.to_pandas()
 
     def forecast(
-        self, *, seed: int | None = 0, replications: int = 20, contention: Contention = "measured"
+        self, *, seed: int | None = 0, replications: int = 20, costs: Costs = "profile"
     ) -> Any:
         """The :class:`~esnotebook.sim.LagResult` of :func:`~esnotebook.sim.simulate_lag`
         on the recorded arrivals with the run's profile (``replications`` draws of the
         service times; the arrivals are the same in each).
 
-        ``contention="measured"`` (default) scales the profile's CPU costs by the run's
-        :attr:`slowdown`: the consumer's steps took that much more wall time than CPU time,
-        as the producer, polars' threads and other programs shared the cores with it.
-        ``"none"`` uses the profile as measured.
+        ``costs="profile"`` (default) is the forecast proper: the profile as measured
+        before the run. ``costs="run"`` uses :meth:`run_profile`, whose steps cost what
+        they really cost in this run (on a busy machine, wall time with other programs'
+        turns, against the profile's CPU time): what is left of the gap is the queueing
+        model's, not the cost model's.
         """
         from .sim import simulate_lag
 
-        if contention not in ("measured", "none"):
-            raise ValueError(f"'contention' must be 'measured' or 'none' (got {contention!r})")
-        profile = self.profile
-        if contention == "measured" and profile.timer == "cpu" and math.isfinite(self.slowdown):
-            profile = profile.scaled(self.slowdown)
+        if costs not in ("profile", "run"):
+            raise ValueError(f"'costs' must be 'profile' or 'run' (got {costs!r})")
+        profile = self.run_profile() if costs == "run" and self.steps.height else self.profile
         s = self.settings
         recorded = Arrivals(self.arrivals, s["duration"], len(self.arrivals) / s["duration"], None)
         return simulate_lag(
@@ -159,12 +179,12 @@ class LiveResult:
         )
 
     def compare(
-        self, *, seed: int | None = 0, replications: int = 20, contention: Contention = "measured"
+        self, *, seed: int | None = 0, replications: int = 20, costs: Costs = "profile"
     ) -> pl.DataFrame:
         """Predicted beside measured, one row per metric of :data:`COMPARED`.
 
         The prediction simulates the recorded arrivals with the measured profile (the mean
-        over ``replications`` draws of the service times; ``contention`` as in
+        over ``replications`` draws of the service times; ``costs`` as in
         :meth:`forecast`). ``error`` is ``predicted / measured - 1``.
 
         Returns
@@ -172,7 +192,7 @@ class LiveResult:
         polars.DataFrame
             ``metric, predicted, measured, error``.
         """
-        forecast = self.forecast(seed=seed, replications=replications, contention=contention)
+        forecast = self.forecast(seed=seed, replications=replications, costs=costs)
         after = self.settings["rate_change"]
         drains = [
             _drain_time(part, after)
@@ -216,8 +236,9 @@ class _Pipeline:
         self.batch_size, self.head = batch_size, head
         self.arrived = np.full(len(events), np.nan)
         self.done = np.full(len(events), np.inf)
-        self.busy: list[tuple[float, float]] = []
-        self.cpu: list[float] = []  # process CPU seconds of each step that applied events
+        # Per step that applied events: start, end, events, process CPU seconds, and
+        # whether the consumer had waited for events before it.
+        self.steps: list[tuple[float, float, int, float, bool]] = []
         self.committed = math.nan  # when the runner's last commit returned
         commit = runner.target.commit
 
@@ -252,6 +273,7 @@ class _Pipeline:
     def consume(self, t0: float, deadline: float) -> None:
         runner, clock, n = self.runner, time.perf_counter, len(self.events)
         try:
+            waited = True
             while not self.stop.is_set() and clock() < deadline:
                 self.wake.clear()
                 start = runner.checkpoint
@@ -259,12 +281,15 @@ class _Pipeline:
                 k = runner.step(self.batch_size)
                 if k:
                     self.done[start - self.head : start - self.head + k] = self.committed - t0
-                    self.busy.append((began - t0, clock() - t0))
-                    self.cpu.append(time.process_time() - cpu)
+                    self.steps.append(
+                        (began - t0, clock() - t0, k, time.process_time() - cpu, waited)
+                    )
+                    waited = False
                     continue
                 if self.produced.is_set() and runner.checkpoint - self.head >= n:
                     return
                 self.wake.wait(_POLL)
+                waited = True
         except BaseException as exc:  # noqa: BLE001
             self.errors.append(exc)
             self.stop.set()
@@ -337,7 +362,9 @@ def run(
     from .runner_targets import Committed, MemoryTarget
 
     if consumers != 1:
-        raise ValueError(f"'consumers' must be 1: one runner per pipeline for now (got {consumers!r})")
+        raise ValueError(
+            f"'consumers' must be 1: one runner per pipeline for now (got {consumers!r})"
+        )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"'batch_size' must be an int >= 1 (got {batch_size!r})")
     ok = isinstance(duration, (int, float)) and not isinstance(duration, bool)
@@ -387,7 +414,9 @@ def run(
         raise pipe.errors[0]
     arrived = pipe.arrived[~np.isnan(pipe.arrived)]
     done = np.maximum(pipe.done[: arrived.size], arrived)
-    busy = np.array(pipe.busy, dtype=float).reshape(-1, 2)
+    steps = pl.DataFrame(pipe.steps, schema=["start", "end", "events", "cpu", "waited"],
+                         orient="row")  # fmt: skip
+    busy = steps.select("start", "end").to_numpy().reshape(-1, 2)
     # A producer slower than its schedule (a Parquet store's appends) ends late.
     span = max(float(duration), float(arrived[-1]) if arrived.size else 0.0)
     dt = span / _SAMPLES
@@ -415,7 +444,7 @@ def run(
         arrivals=arrived,
         done=done,
         busy=(busy[:, 0], busy[:, 1]),
-        step_cpu=np.asarray(pipe.cpu),
+        steps=steps,
         event_types=tuple(e.type for _, e in events[: arrived.size]),
         profile=profile,
         settings=settings,

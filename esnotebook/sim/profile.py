@@ -16,8 +16,8 @@ import math
 import tempfile
 import time
 from collections.abc import Iterator
-from itertools import islice
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -36,6 +36,8 @@ Timer = Literal["wall", "cpu"]
 Appends = Literal["before", "between"]
 _TIMERS = {"wall": time.perf_counter, "cpu": time.process_time}
 _HEADER = ("stream_id", "version", "event_type", "recorded_at")
+#: Seconds a cold step's consumer waits first: a live consumer's wait between events.
+_IDLE = 0.005
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -57,6 +59,9 @@ class ServiceProfile:
     behind_overhead
         Extra seconds a step takes, after its commit, when more events are waiting (the
         runner looks up the oldest one for the time lag it records).
+    cold_overhead
+        Extra seconds of a step that starts after the consumer waited for events: caches
+        gone cold, polars' threads to wake (measured after a 5 ms wait).
     growth, behind_growth
         Seconds the fixed cost and the lookup grow by per event in the store: reading a
         store that was just appended to costs more the more it holds (measured with
@@ -91,6 +96,7 @@ class ServiceProfile:
     batch_overhead: float
     commit_overhead: float = 0.0
     behind_overhead: float = 0.0
+    cold_overhead: float = 0.0
     growth: float = 0.0
     behind_growth: float = 0.0
     stored: int = 0
@@ -107,8 +113,8 @@ class ServiceProfile:
     source: str = "store"
 
     def __post_init__(self) -> None:
-        names = ("mean", "cv", "batch_overhead", "commit_overhead", "behind_overhead", "growth",
-                 "behind_growth", "append_cost")  # fmt: skip
+        names = ("mean", "cv", "batch_overhead", "commit_overhead", "behind_overhead",
+                 "cold_overhead", "growth", "behind_growth", "append_cost")  # fmt: skip
         for name in names:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -132,13 +138,22 @@ class ServiceProfile:
         ``batch_size``, with :attr:`stored` events in the store: its capacity."""
         return batch_size / (self.fixed_behind + batch_size * self.mean)
 
+    def step_seconds(self, events: Any, *, head: Any, behind: Any, cold: Any) -> np.ndarray:
+        """Mean seconds of steps of ``events`` each, starting with ``head`` events in the
+        store (beyond :attr:`stored`), leaving events waiting (``behind``) or not, after
+        an idle wait (``cold``) or not: the model a simulation runs."""
+        h = self.stored + np.asarray(head, dtype=float)
+        fixed = self.batch_overhead + self.growth * h + self.cold_overhead * np.asarray(cold)
+        late = np.asarray(behind) * (self.behind_overhead + self.behind_growth * h)
+        return fixed + late + self.mean * np.asarray(events, dtype=float)
+
     def scaled(self, factor: float) -> ServiceProfile:
         """Every cost times ``factor``: e.g. CPU seconds as wall seconds on a machine where
         the consumer gets ``1 / factor`` of a core."""
         if not (isinstance(factor, (int, float)) and 0 < factor < math.inf):
             raise ValueError(f"'factor' must be a finite number > 0 (got {factor!r})")
-        names = ("mean", "batch_overhead", "commit_overhead", "behind_overhead", "growth",
-                 "behind_growth")  # fmt: skip
+        names = ("mean", "batch_overhead", "commit_overhead", "behind_overhead",
+                 "cold_overhead", "growth", "behind_growth")  # fmt: skip
         costs = {name: getattr(self, name) * factor for name in names}
         return replace(self, **costs, overheads=self.overheads * factor)
 
@@ -161,6 +176,7 @@ class ServiceProfile:
             "batch_overhead": self.batch_overhead,
             "commit_overhead": self.commit_overhead,
             "behind_overhead": self.behind_overhead,
+            "cold_overhead": self.cold_overhead,
             "growth": self.growth,
             "behind_growth": self.behind_growth,
             "stored": self.stored,
@@ -353,7 +369,7 @@ def measure_consumer(
             if folder is not None:
                 folder.cleanup()
     fit = _fit(steps, growing=growing)
-    single = steps.filter((pl.col("events") == 1) & ~pl.col("behind"))
+    single = steps.filter((pl.col("events") == 1) & ~pl.col("behind") & ~pl.col("cold"))
     # One-event steps as on an empty store: the growth taken out, the event's cost kept.
     alone = (single["seconds"] - fit["growth"] * single["head"]).to_numpy()
     overheads = np.clip(alone - fit["mean"], 0.0, None)
@@ -371,6 +387,7 @@ def measure_consumer(
         behind_overhead=fit["behind"],
         growth=fit["growth"],
         behind_growth=fit["behind_growth"],
+        cold_overhead=fit["cold"],
         append_cost=float(np.mean(appended)),
         batch_size=big,
         by_type=by_type,
@@ -385,45 +402,51 @@ def _time_steps(
 ) -> pl.DataFrame:
     """Time the runner's steps: ``events, behind, head, event_type, seconds`` per step.
 
-    Growing (a live store), each round appends and steps three ways: one event and caught
-    up after it; one event with another waiting after it; ``big`` events. Over a full store
+    Growing (a live store), each round appends and steps four ways: one event after an
+    idle wait (cold), one event right after the last step (warm), both caught up after
+    it; one event with another waiting after it; ``big`` events. Over a full store
     (a catch-up), one-event steps and then ``big``-event steps, all with more waiting
     (counted as not behind: the lookup is part of every such step's fixed cost).
     """
     rows = []
     store = runner.store
 
-    def timed(k: int, behind: bool) -> None:
+    def timed(k: int, *, behind: bool = False, cold: bool = False) -> None:
+        if cold:
+            time.sleep(_IDLE)
         head, start = store.head_position, runner.checkpoint
         t = clock()
         runner.step(k)
         seconds = clock() - t
         # Read after the step: a read before it would take its reading of new events.
         first = store.scan(from_position=start, to_position=start + 1).select("event_type")
-        rows.append((k, behind, head, first.collect().item(), seconds))
+        rows.append((k, behind, cold, head, first.collect().item(), seconds))
 
     if growing:
-        while runner.checkpoint + 3 + big <= events:
+        while runner.checkpoint + 4 + big <= events:
             fill(1)
-            timed(1, False)
+            timed(1, cold=True)
+            fill(1)
+            timed(1)
             fill(2)
-            timed(1, True)
+            timed(1, behind=True)
             runner.step(1)
             fill(big)
-            timed(big, False)
+            timed(big)
     else:
         for _ in range(events // 2):
-            timed(1, False)
+            timed(1)
         while runner.checkpoint + big <= events:
-            timed(big, False)
+            timed(big)
     return pl.DataFrame(
-        rows, schema=["events", "behind", "head", "event_type", "seconds"], orient="row"
+        rows, schema=["events", "behind", "cold", "head", "event_type", "seconds"], orient="row"
     )
 
 
 def _fit(steps: pl.DataFrame, *, growing: bool) -> dict[str, float]:
     """Least squares of step seconds on the step's shape: ``fixed + growth * head + mean *
-    events + behind * (behind + behind_growth * head)``, refitted without outliers; costs
+    events + behind * (behind + behind_growth * head) + cold * cold``, refitted without
+    outliers; costs
     below 0 count as 0.
 
     Over a full store the head does not change and every step is behind: only the fixed
@@ -435,7 +458,8 @@ def _fit(steps: pl.DataFrame, *, growing: bool) -> dict[str, float]:
     if growing:
         h = steps["head"].cast(pl.Float64).to_numpy()
         w = steps["behind"].cast(pl.Float64).to_numpy()
-        columns = [ones, h, k, w, w * h]
+        c = steps["cold"].cast(pl.Float64).to_numpy()
+        columns = [ones, h, k, w, w * h, c]
     else:
         columns = [ones, k]
     x = np.column_stack(columns)
@@ -449,10 +473,12 @@ def _fit(steps: pl.DataFrame, *, growing: bool) -> dict[str, float]:
         coef = np.linalg.lstsq(x[keep], t[keep], rcond=None)[0]
     coef = coef.clip(min=0.0)
     if not growing:
-        return {"mean": float(coef[1]), "growth": 0.0, "behind": 0.0, "behind_growth": 0.0}
+        return {"mean": float(coef[1]), "growth": 0.0, "behind": 0.0, "behind_growth": 0.0,
+                "cold": 0.0}  # fmt: skip
     return {
         "mean": float(coef[2]),
         "growth": float(coef[1]),
         "behind": float(coef[3]),
         "behind_growth": float(coef[4]),
+        "cold": float(coef[5]),
     }
