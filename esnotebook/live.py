@@ -8,9 +8,12 @@ time series and metric names as :class:`~esnotebook.sim.LagResult`, and
 
 Threads, not processes: an :class:`~esnotebook.InMemoryEventStore` lives in one process,
 and a consumer next to its producer in one interpreter is the pipeline being forecast. The
-two threads share the GIL: while the producer appends (pure Python), the runner cannot run
-Python, though polars, which does most of a step's reading, releases it. The forecast
-models that share (see :meth:`LiveResult.compare`).
+two threads share the GIL: while the producer appends (pure Python, tens of microseconds
+in memory, milliseconds for a Parquet file), the runner cannot run Python, though polars,
+which does most of a step's reading, releases it. What that costs the runner is part of
+what the run measures; :attr:`LiveResult.cost_ratio` says how far the run's step costs
+were from the profile's (the producer, and other programs on the machine), and
+``compare(costs="run")`` separates that from the queueing model's own error.
 """
 
 from __future__ import annotations
