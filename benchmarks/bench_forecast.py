@@ -1,11 +1,14 @@
 """Forecast vs reality: simulate_lag with a measured ServiceProfile beside a live pipeline.
 
 For each case a fresh profile of the OrderSummary handler-form runner is measured
-(:func:`esnotebook.sim.measure_consumer`, ``appends="between"``, CPU or wall time), the arrival rate
-is set from its capacity at the store's mid-run size (utilisation 0.5, 0.8, and a burst at
-2x capacity for 0.5 s between quiet stretches at 0.4), :func:`esnotebook.live.run` runs the real producer and runner, and
+(:func:`esnotebook.sim.measure_consumer`, ``appends="between"``, CPU or wall time, with a
+producer thread at the case's mean rate), the
+arrival rate is set from its capacity at the store's mid-run size (utilisation 0.5, 0.8,
+and a burst at 2x capacity for 0.5 s between quiet stretches at 0.4),
+:func:`esnotebook.live.run` runs the real producer and runner, and
 :meth:`~esnotebook.live.LiveResult.compare` simulates the recorded arrivals. Rows are
-medians over the repeats; ``spread`` is the range of the error over them.
+medians over the repeats; ``spread`` is the range of the error over them; ``run costs`` is
+``compare(costs="run")``: the same model with the steps priced at what they cost in the run.
 
     python benchmarks/bench_forecast.py                  # 3 repeats, in-memory store
     python benchmarks/bench_forecast.py --repeats 5 --store parquet
@@ -56,9 +59,11 @@ def one_case(
         rate = _rate(make_rate, first, duration)
         expected = es.sim.simulate_lag(rate, service=first, duration=duration, seed=seed)
         n = int(min(max(expected["events"], 200), 1000))
+        mean_rate = expected["events"] / duration
         profile = es.sim.measure_consumer(
-            probe, OrderSummary(), events=n, appends="between", timer=timer, seed=seed
-        )
+            probe, OrderSummary(), events=n, appends="between", timer=timer,
+            producer_rate=mean_rate, seed=seed,
+        )  # fmt: skip
         live = es.live.run(_store(kind, Path(tmp) / "live"), OrderSummary(), arrival_rate=rate,
                            duration=duration, profile=profile, seed=seed)  # fmt: skip
         ratio = pl.lit(live.cost_ratio).alias("cost_ratio")

@@ -112,8 +112,9 @@ class LiveResult:
         start = st["start"].to_numpy()
         head = np.searchsorted(self.arrivals, start, side="right")
         behind = head > np.cumsum(st["events"].to_numpy())
-        model = self.profile.step_seconds(st["events"].to_numpy(), head=head, behind=behind,
-                                          cold=st["waited"].to_numpy())  # fmt: skip
+        model = self.profile.as_wall().step_seconds(
+            st["events"].to_numpy(), head=head, behind=behind, cold=st["waited"].to_numpy()
+        )
         return st["end"].to_numpy() - start, model
 
     @property
@@ -130,8 +131,9 @@ class LiveResult:
         """The profile with the fixed costs the run's steps really had: each step's wall
         seconds less the rest of the model, as the distribution batches draw from."""
         wall, model = self._step_model()
-        fixed = np.clip(wall - (model - self.profile.batch_overhead), 0.0, None)
-        return replace(self.profile, overheads=fixed, batch_overhead=float(fixed.mean()))
+        profile = self.profile.as_wall()
+        fixed = np.clip(wall - (model - profile.batch_overhead), 0.0, None)
+        return replace(profile, overheads=fixed, batch_overhead=float(fixed.mean()))
 
     def __getitem__(self, metric: str) -> float:
         if metric not in self.metrics:
@@ -159,7 +161,8 @@ class LiveResult:
         service times; the arrivals are the same in each).
 
         ``costs="profile"`` (default) is the forecast proper: the profile as measured
-        before the run. ``costs="run"`` uses :meth:`run_profile`, whose steps cost what
+        before the run, in wall seconds (:meth:`~esnotebook.sim.ServiceProfile.as_wall`).
+        ``costs="run"`` uses :meth:`run_profile`, whose steps cost what
         they really cost in this run (on a busy machine, wall time with other programs'
         turns, against the profile's CPU time): what is left of the gap is the queueing
         model's, not the cost model's.
@@ -168,7 +171,9 @@ class LiveResult:
 
         if costs not in ("profile", "run"):
             raise ValueError(f"'costs' must be 'profile' or 'run' (got {costs!r})")
-        profile = self.run_profile() if costs == "run" and self.steps.height else self.profile
+        profile = self.profile.as_wall()
+        if costs == "run" and self.steps.height:
+            profile = self.run_profile()
         s = self.settings
         recorded = Arrivals(self.arrivals, s["duration"], len(self.arrivals) / s["duration"], None)
         return simulate_lag(
@@ -220,7 +225,8 @@ class LiveResult:
         s = self.settings
         keep = ("events", "throughput", "utilisation", *COMPARED)
         rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(float(self.metrics[k])))}</td></tr>"
+            f"<tr><td>{html.escape(k)}</td>"
+            f"<td>{html.escape(_fmt(float(self.metrics[k])))}</td></tr>"
             for k in keep
         )
         head = (
@@ -257,13 +263,11 @@ class _Pipeline:
 
     def produce(self, t0: float) -> None:
         try:
-            append, clock, sleep = self.store.append, time.perf_counter, time.sleep
+            append, clock, stopped = self.store.append, time.perf_counter, self.stop.wait
             for i, (stream_id, event) in enumerate(self.events):
                 wait = t0 + self.times[i] - clock()
-                if wait > 0:
-                    sleep(wait)
-                if self.stop.is_set():
-                    return
+                if stopped(wait) if wait > 0 else self.stop.is_set():
+                    return  # stopped: a consumer failed, or the caller was interrupted
                 append(stream_id, [event])
                 self.arrived[i] = clock() - t0
                 self.wake.set()
@@ -340,9 +344,10 @@ def run(
     profile
         The consumer's :class:`~esnotebook.sim.ServiceProfile` for the forecast. When not
         given it is measured right before the run with
-        :func:`~esnotebook.sim.measure_consumer` (``appends="between"``, CPU time, over
-        as many events as the run will append, between 200 and 1000: an in-memory
-        store's reads after appends slow down as it grows, so the range matters).
+        :func:`~esnotebook.sim.measure_consumer` (``appends="between"``, CPU time, a
+        producer thread at the run's mean rate, over as many events as the run will
+        append, between 200 and 1000: an in-memory store's reads after appends slow down
+        as it grows, so the range matters).
     drain
         Seconds the consumer may go on after the producer stops to catch up (default
         ``duration``); events not processed by then count as never done.
@@ -387,6 +392,7 @@ def run(
         profile = measure_consumer(
             store, projection, events=int(np.clip(times.size, 200, 1000)),
             batch_size=max(batch_size, 10), appends="between", seed=seed,
+            producer_rate=times.size / duration,
         )  # fmt: skip
     profile = profile.at(head)
     # New orders, whatever the store already holds.

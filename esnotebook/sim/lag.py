@@ -84,8 +84,8 @@ def _from_profile(
     clash = [name for name, value in given.items() if value is not None]
     if clash:
         raise ValueError(
-            f"service=ServiceProfile(...) sets the service time; leave {', '.join(map(repr, clash))} "
-            "unset"
+            "service=ServiceProfile(...) sets the service time; leave "
+            f"{', '.join(map(repr, clash))} unset"
         )
     return (1 / profile.mean if profile.mean > 0 else math.inf), profile.batch_overhead
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 import html
 import math
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal
@@ -83,6 +85,10 @@ class ServiceProfile:
     timer, source
         ``"wall"`` or ``"cpu"`` seconds; ``"store"`` (the store's own events) or
         ``"generated"`` (order events in a scratch store).
+    wall_ratio
+        Wall seconds of the timed steps over their ``timer`` seconds: with CPU time, how
+        much longer the steps took on the machine as it was (other programs, waking up);
+        :meth:`as_wall` applies it.
 
     Examples
     --------
@@ -111,10 +117,12 @@ class ServiceProfile:
     overheads: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     timer: Timer = "wall"
     source: str = "store"
+    wall_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         names = ("mean", "cv", "batch_overhead", "commit_overhead", "behind_overhead",
-                 "cold_overhead", "growth", "behind_growth", "append_cost")  # fmt: skip
+                 "cold_overhead", "growth", "behind_growth", "append_cost",
+                 "wall_ratio")  # fmt: skip
         for name in names:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -157,6 +165,13 @@ class ServiceProfile:
         costs = {name: getattr(self, name) * factor for name in names}
         return replace(self, **costs, overheads=self.overheads * factor)
 
+    def as_wall(self) -> ServiceProfile:
+        """The costs in wall seconds: CPU costs times :attr:`wall_ratio` (a profile timed
+        by the wall clock is returned as it is)."""
+        if self.timer == "wall":
+            return self
+        return replace(self.scaled(self.wall_ratio), timer="wall", wall_ratio=1.0)
+
     def at(self, stored: int) -> ServiceProfile:
         """The same consumer on a store already holding ``stored`` events."""
         if isinstance(stored, bool) or not isinstance(stored, int) or stored < 0:
@@ -185,6 +200,7 @@ class ServiceProfile:
             "rate": self.rate(self.batch_size),
             "timer": self.timer,
             "source": self.source,
+            "wall_ratio": self.wall_ratio,
         }
 
     def to_polars(self) -> pl.DataFrame:
@@ -250,6 +266,7 @@ def measure_consumer(
     appends: Appends = "before",
     target: Literal["memory", "parquet"] = "memory",
     timer: Timer = "cpu",
+    producer_rate: float | None = None,
     seed: int = 0,
 ) -> ServiceProfile:
     """Time a real :class:`~esnotebook.ProjectionRunner` and return its service profile.
@@ -289,6 +306,10 @@ def measure_consumer(
         busy machine, where wall time also counts other programs' turns on the cores) or
         ``"wall"`` seconds (what a pipeline waits for, I/O included: for a store whose
         reads wait on the disk).
+    producer_rate
+        Events per second a background thread appends (to another scratch store) while
+        the steps are timed, as the live producer does: its turns at the interpreter (the
+        GIL) and at the cores are then part of every step's cost. None: no producer.
     seed
         Seed of the generated events.
 
@@ -358,7 +379,8 @@ def measure_consumer(
 
         runner.target.commit = timed_commit  # type: ignore[method-assign]
         growing = generated and appends == "between"
-        steps = _time_steps(runner, fill, clock, events=events, big=big, growing=growing)
+        with _producer(store, producer_rate, seed=seed):
+            steps = _time_steps(runner, fill, clock, events=events, big=big, growing=growing)
         if not appended:  # the store's own events: time a producer on a scratch store
             scratch, folder = _scratch_store(store)
             folders.append(folder)
@@ -394,13 +416,45 @@ def measure_consumer(
         overheads=overheads,
         timer=timer,
         source="generated" if generated else "store",
+        wall_ratio=float(steps["wall"].sum() / steps["seconds"].sum()),
     )
+
+
+@contextmanager
+def _producer(store: Any, rate: float | None, *, seed: int) -> Iterator[None]:
+    """A thread appending order events at ``rate`` per second into a scratch store of
+    ``store``'s kind while the block runs (nothing when ``rate`` is None)."""
+    if rate is None:
+        yield
+        return
+    if not (isinstance(rate, (int, float)) and 0 < rate < math.inf):
+        raise ValueError(f"'producer_rate' must be a finite number > 0 or None (got {rate!r})")
+    scratch, folder = _scratch_store(store)
+    stop = threading.Event()
+
+    def produce() -> None:
+        while True:  # the same orders again after 1000 events: their streams grow longer
+            for stream_id, event in order_events(1000, seed=seed, tag="-bg"):
+                if stop.wait(1 / rate):
+                    return
+                scratch.append(stream_id, [event])
+
+    thread = threading.Thread(target=produce, name="esnotebook-profile-producer", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        if folder is not None:
+            folder.cleanup()
 
 
 def _time_steps(
     runner: Any, fill: Any, clock: Any, *, events: int, big: int, growing: bool
 ) -> pl.DataFrame:
-    """Time the runner's steps: ``events, behind, head, event_type, seconds`` per step.
+    """Time the runner's steps: ``events, behind, cold, head, event_type, seconds, wall``
+    per step (``seconds`` by ``clock``, ``wall`` always wall time).
 
     Growing (a live store), each round appends and steps four ways: one event after an
     idle wait (cold), one event right after the last step (warm), both caught up after
@@ -415,12 +469,12 @@ def _time_steps(
         if cold:
             time.sleep(_IDLE)
         head, start = store.head_position, runner.checkpoint
-        t = clock()
+        t, w = clock(), time.perf_counter()
         runner.step(k)
-        seconds = clock() - t
+        seconds, wall = clock() - t, time.perf_counter() - w
         # Read after the step: a read before it would take its reading of new events.
         first = store.scan(from_position=start, to_position=start + 1).select("event_type")
-        rows.append((k, behind, cold, head, first.collect().item(), seconds))
+        rows.append((k, behind, cold, head, first.collect().item(), seconds, wall))
 
     if growing:
         while runner.checkpoint + 4 + big <= events:
@@ -439,7 +493,9 @@ def _time_steps(
         while runner.checkpoint + big <= events:
             timed(big)
     return pl.DataFrame(
-        rows, schema=["events", "behind", "cold", "head", "event_type", "seconds"], orient="row"
+        rows,
+        schema=["events", "behind", "cold", "head", "event_type", "seconds", "wall"],
+        orient="row",
     )
 
 
