@@ -336,7 +336,10 @@ def run(
     duration
         Seconds the producer runs.
     consumers
-        Consumer threads; only 1 for now.
+        Consumer threads; 1 for now. A :class:`~esnotebook.ProjectionRunner` reads the
+        store's whole log from its checkpoint, so several competing runners would each
+        need a log of their own partition (of the stream ids), which neither store has
+        yet; runners over the same log would each apply every event.
     batch_size
         Events per runner step.
     seed
