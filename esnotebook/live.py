@@ -45,6 +45,8 @@ Costs = Literal["profile", "run"]
 #: Metrics :meth:`LiveResult.compare` puts side by side.
 COMPARED = ("mean_offset_lag", "p95_offset_lag", "max_offset_lag", "p95_time_lag", "drain_time")
 _SAMPLES = 2000
+#: Consecutive steps' costs a forecast with the run's costs draws together.
+_BLOCK = 20
 #: How long an idle consumer waits for the producer's signal before looking again.
 _POLL = 0.05
 
@@ -129,11 +131,12 @@ class LiveResult:
 
     def run_profile(self) -> ServiceProfile:
         """The profile with the fixed costs the run's steps really had: each step's wall
-        seconds less the rest of the model, as the distribution batches draw from."""
+        seconds less the rest of the model, drawn in runs of consecutive steps (slow
+        stretches of a busy machine last longer than a step)."""
         wall, model = self._step_model()
         profile = self.profile.as_wall()
         fixed = np.clip(wall - (model - profile.batch_overhead), 0.0, None)
-        return replace(profile, overheads=fixed, batch_overhead=float(fixed.mean()))
+        return replace(profile, overheads=fixed, batch_overhead=float(fixed.mean()), block=_BLOCK)
 
     def __getitem__(self, metric: str) -> float:
         if metric not in self.metrics:

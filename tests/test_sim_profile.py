@@ -161,3 +161,10 @@ def test_service_profile_bad_values(kwargs, message):
     values = {"mean": 0.001, "cv": 0.1, "batch_overhead": 0.001} | kwargs
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ServiceProfile(**values)
+
+
+def test_overheads_drawn_in_blocks_keep_consecutive_measurements_together():
+    p = ServiceProfile(mean=0.0, cv=1.0, batch_overhead=5.0, overheads=np.arange(10.0), block=4)
+    drawn = p.draw_overheads(12, np.random.default_rng(0))
+    runs = drawn.reshape(3, 4)
+    assert np.all((np.diff(runs, axis=1) == 1) | (np.diff(runs, axis=1) == -9))  # wraps at 10

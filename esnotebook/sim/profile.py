@@ -89,6 +89,9 @@ class ServiceProfile:
         Wall seconds of the timed steps over their ``timer`` seconds: with CPU time, how
         much longer the steps took on the machine as it was (other programs, waking up);
         :meth:`as_wall` applies it.
+    block
+        Overheads are drawn in runs of this many consecutive measured ones (1: each on
+        its own); for costs measured in order, whose slow steps come in stretches.
 
     Examples
     --------
@@ -118,6 +121,7 @@ class ServiceProfile:
     timer: Timer = "wall"
     source: str = "store"
     wall_ratio: float = 1.0
+    block: int = 1
 
     def __post_init__(self) -> None:
         names = ("mean", "cv", "batch_overhead", "commit_overhead", "behind_overhead",
@@ -127,6 +131,8 @@ class ServiceProfile:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name!r} must be a finite number >= 0 (got {value!r})")
+        if isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 1:
+            raise ValueError(f"'block' must be an int >= 1 (got {self.block!r})")
         if self.mean + self.batch_overhead <= 0:
             raise ValueError("a ServiceProfile needs 'mean' or 'batch_overhead' > 0 (got both 0)")
 
@@ -179,10 +185,17 @@ class ServiceProfile:
         return replace(self, stored=stored)
 
     def draw_overheads(self, n: int, rng: np.random.Generator) -> np.ndarray | float:
-        """``n`` batch overheads resampled from the measured ones (their mean if none)."""
-        if self.overheads.size == 0:
+        """``n`` batch overheads resampled from the measured ones (their mean if none), in
+        runs of :attr:`block` consecutive ones (a moving-block bootstrap: slow stretches,
+        when the machine was busy, stay together)."""
+        m = self.overheads.size
+        if m == 0:
             return self.batch_overhead
-        return rng.choice(self.overheads, size=n)
+        if self.block == 1:
+            return rng.choice(self.overheads, size=n)
+        starts = rng.integers(0, m, size=-(-n // self.block))
+        index = (starts[:, None] + np.arange(self.block)).ravel()[:n] % m
+        return self.overheads[index]
 
     def to_dict(self) -> dict[str, Any]:
         return {
