@@ -109,14 +109,17 @@ class LiveResult:
 
     def _step_model(self) -> tuple[np.ndarray, np.ndarray]:
         """Each step's wall seconds, and what the profile's model gives for it (its size,
-        the store's size, whether it was behind or started after a wait)."""
+        the reads of fresh appends before it, whether it was behind or started after a
+        wait)."""
         st = self.steps
         start = st["start"].to_numpy()
-        head = np.searchsorted(self.arrivals, start, side="right")
-        behind = head > np.cumsum(st["events"].to_numpy())
+        arrived = np.searchsorted(self.arrivals, start, side="right")
+        fresh = np.diff(arrived, prepend=0) > 0
+        behind = arrived > np.cumsum(st["events"].to_numpy())
         model = self.profile.as_wall().step_seconds(
-            st["events"].to_numpy(), head=head, behind=behind, cold=st["waited"].to_numpy()
-        )
+            st["events"].to_numpy(), reads=np.cumsum(fresh) - fresh, behind=behind,
+            cold=st["waited"].to_numpy(),
+        )  # fmt: skip
         return st["end"].to_numpy() - start, model
 
     @property
@@ -400,7 +403,6 @@ def run(
             batch_size=max(batch_size, 10), appends="between", seed=seed,
             producer_rate=times.size / duration,
         )  # fmt: skip
-    profile = profile.at(head)
     # New orders, whatever the store already holds.
     events = list(order_events(times.size, seed=rng, tag=f"-at{head}" if head else ""))
     target = MemoryTarget()

@@ -72,11 +72,12 @@ def test_behind_cost_is_paid_only_when_events_are_waiting():
     assert out.done.tolist() == [1.0, 2.5, 11.0]
 
 
-def test_fixed_cost_grows_with_the_events_in_the_store():
-    """growth: each batch's fixed cost grows by `growth` per stored event at its start."""
-    out = serve(np.array([0.0, 10.0]), np.full(2, 1.0), overhead=0.5, growth=0.01, stored=100)
-    # batch 1: 101 events stored (100 + itself); batch 2: 102.
-    assert out.done.tolist() == pytest.approx([1.5 + 1.01, 10 + 1.5 + 1.02])
+def test_fixed_cost_grows_with_the_reads_of_fresh_appends():
+    """growth: each batch's fixed cost grows by `growth` per earlier read of fresh appends
+    (an in-memory store's frame gains a chunk per such read)."""
+    out = serve(np.array([0.0, 10.0]), np.full(2, 1.0), overhead=0.5, growth=0.01, reads=100)
+    # batch 1: after 100 reads; batch 2: after 101 (batch 1 read a fresh event).
+    assert out.done.tolist() == pytest.approx([1.5 + 1.0, 10 + 1.5 + 1.01])
 
 
 def test_profile_at_and_scaled():
