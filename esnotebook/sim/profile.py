@@ -475,7 +475,9 @@ def _time_steps(
 
     Growing (a live store), each round appends and steps four ways: one event after an
     idle wait (cold), one event right after the last step (warm), both caught up after
-    it; one event with another waiting after it; ``big`` events. Over a full store
+    it; one event with another waiting after it; ``big`` events; then ``big`` untimed
+    one-event steps, so that the reads of fresh appends (whose number the fixed cost
+    grows with) span about the range a live runner reaches. Over a full store
     (a catch-up), one-event steps and then ``big``-event steps, all with more waiting
     (counted as not behind: the lookup is part of every such step's fixed cost).
     """
@@ -497,7 +499,7 @@ def _time_steps(
         reads += growing  # each timed step of a growing store reads fresh appends
 
     if growing:
-        while runner.checkpoint + 4 + big <= events:
+        while runner.checkpoint + 4 + 2 * big <= events:
             fill(1)
             timed(1, cold=True)
             fill(1)
@@ -507,6 +509,10 @@ def _time_steps(
             runner.step(1)  # nothing appended since the last read: no new chunk
             fill(big)
             timed(big)
+            for _ in range(big):  # untimed reads, as many as a live runner makes per event
+                fill(1)
+                runner.step(1)
+                reads += 1
     else:
         for _ in range(events // 2):
             timed(1)
