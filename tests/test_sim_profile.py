@@ -106,7 +106,7 @@ def test_measure_consumer_generates_events_in_a_scratch_store(kind, tmp_path):
     """Too few events, or appends='between': generated order events in a scratch store
     of the same kind; the user's store is never written to."""
     store = es.InMemoryEventStore() if kind == "memory" else es.ParquetEventStore(tmp_path / "s")
-    p = measure_consumer(store, OrderSummary(), events=40, appends="between")
+    p = measure_consumer(store, OrderSummary(), events=80, appends="between")
     assert p.source == "generated"
     assert store.head_position == 0
     assert p.single > 0 and p.append_cost > 0 and p.cv > 0
@@ -127,6 +127,10 @@ def test_a_vectorised_projection_costs_more_per_step_than_per_event():
         ({"batch_size": 0}, "'batch_size' must be an int >= 1 (got 0)"),
         ({"appends": "during"}, "'appends' must be 'before' or 'between' (got 'during')"),
         ({"timer": "gpu"}, "'timer' must be 'wall' or 'cpu' (got 'gpu')"),
+        (
+            {"appends": "between", "events": 50},
+            "'events' must be >= 72 for appends='between' with batch_size=10: three rounds",
+        ),
         ({"target": "disk"}, "'target' must be 'memory' or 'parquet' (got 'disk')"),
     ],
 )

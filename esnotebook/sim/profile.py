@@ -358,6 +358,11 @@ def measure_consumer(
         raise TypeError(f"'store' must be an esnotebook event store (got {type(store).__name__})")
     clock = _TIMERS[timer]
     big = max(batch_size, 2)
+    if appends == "between" and events < 3 * (4 + 2 * big):
+        raise ValueError(
+            f"'events' must be >= {3 * (4 + 2 * big)} for appends='between' with "
+            f"batch_size={batch_size}: three rounds of timed steps (got {events})"
+        )
     generated = appends == "between" or store.head_position < events
     folders = []
     feed = iter(())
