@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from . import datasets, examples, plot, sim, widgets
+from . import datasets, examples, live, plot, sim, widgets
 from .aggregates import Aggregate, PendingEvent, UnknownEventError, applies, command, rule
 from .commands import (
     AggregateExistsError,
@@ -140,6 +140,7 @@ __all__ = [
     "import_eventsourcing_sqlite",
     "import_jsonl",
     "lag_status",
+    "live",
     "new_id",
     "plot",
     "read_eventsourcing_postgres",

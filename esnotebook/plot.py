@@ -9,6 +9,7 @@ from typing import Any
 __all__ = [
     "fluid_lag_path",
     "plot_event_rate",
+    "plot_forecast_vs_measured",
     "plot_lag",
     "plot_lag_theory",
     "plot_rebuild_cost",
@@ -558,4 +559,39 @@ def plot_saga_latency(result: Any, *, ax: Any = None) -> Any:
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=8)
     ax.set_title("saga latency")
+    return ax
+
+
+def plot_forecast_vs_measured(live: Any, *, ax: Any = None, seed: int | None = 0) -> Any:
+    """A live run's measured offset lag beside the forecast for the same arrivals.
+
+    ``live`` is an :class:`esnotebook.live.LiveResult`; the forecast is its
+    :meth:`~esnotebook.live.LiveResult.forecast` (the mean lag over its replications, and
+    the band between their 5th and 95th percentiles). Returns the axes.
+    """
+    import polars as pl
+
+    ax = _axes(ax)
+    forecast = live.forecast(seed=seed).timeseries
+    band = (
+        forecast.group_by("time")
+        .agg(
+            pl.col("offset_lag").mean().alias("mean"),
+            pl.col("offset_lag").quantile(0.05).alias("low"),
+            pl.col("offset_lag").quantile(0.95).alias("high"),
+        )
+        .sort("time")
+    )
+    t = band["time"].to_numpy()
+    ax.fill_between(t, band["low"].to_numpy(), band["high"].to_numpy(), alpha=0.25,
+                    color="tab:orange", label="forecast 5–95%")  # fmt: skip
+    ax.plot(t, band["mean"].to_numpy(), color="tab:orange", label="forecast (mean)")
+    measured = live.timeseries
+    ax.step(measured["time"].to_numpy(), measured["offset_lag"].to_numpy(), where="post",
+            color="tab:blue", label="measured")  # fmt: skip
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("offset lag (events)")
+    ax.set_title(f"forecast vs measured: {live.settings['projection']}, "
+                 f"batch_size={live.settings['batch_size']}")  # fmt: skip
+    ax.legend(loc="upper left")
     return ax

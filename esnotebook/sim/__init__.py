@@ -14,6 +14,7 @@ from ._result import LagResult
 from ._saga_result import SagaResult
 from .capacity import CapacityResult, required_capacity
 from .lag import simulate_lag
+from .profile import ServiceProfile, measure_consumer
 from .rebuild import RebuildResult, rebuild_cost
 from .sagas import simulate_sagas
 from .sweep import run_sweep
@@ -24,7 +25,9 @@ __all__ = [
     "RebuildCosts",
     "RebuildResult",
     "SagaResult",
+    "ServiceProfile",
     "calibrate",
+    "measure_consumer",
     "rebuild_cost",
     "required_capacity",
     "run_sweep",

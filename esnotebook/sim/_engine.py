@@ -70,7 +70,12 @@ def serve(
     *,
     servers: int = 1,
     batch_size: int = 1,
-    overhead: float = 0.0,
+    overhead: float | np.ndarray = 0.0,
+    behind: float = 0.0,
+    cold: float = 0.0,
+    growth: float = 0.0,
+    behind_growth: float = 0.0,
+    reads: int = 0,
     pauses: tuple[list[float], list[float]] = ([], []),
 ) -> Served:
     """Serve events (sorted by ``arrival``) from one shared FIFO queue.
@@ -78,37 +83,57 @@ def serve(
     A free consumer takes every queued event up to ``batch_size`` (at least one, waiting
     for the next arrival when the queue is empty), spends ``overhead`` plus their service
     times, and marks them all done at the end of the batch. No batch starts during a pause;
-    a batch running when a pause begins is suspended and resumes after it.
+    a batch running when a pause begins is suspended and resumes after it. An array
+    ``overhead`` (at least one value per event) gives the k-th batch the k-th value. A
+    batch that leaves events waiting (arrived before it started) keeps its consumer
+    ``behind`` more seconds after its events are done. A batch that starts when its
+    consumer had been waiting for events costs ``cold`` more. With ``growth`` a batch's
+    fixed cost grows by that many seconds per earlier read of fresh appends (``reads``,
+    plus each batch so far that found events arrived since the last one started), the
+    ``behind`` cost by ``behind_growth`` (an in-memory store's frame gains a chunk per
+    such read, and every read walks them all).
     """
     n = len(arrival)
     if n == 0:
         empty = np.empty(0)
         return Served(empty, empty, empty)
     p_start, p_end = pauses
-    if servers == 1 and batch_size == 1 and overhead == 0 and not p_start:
+    grows = growth > 0 or behind_growth > 0 or cold > 0
+    if batch_size == 1 and not np.isscalar(overhead) and not grows:
+        service, overhead = service + overhead[:n], 0.0  # one event per batch: one cost
+    simple = np.isscalar(overhead) and overhead == 0 and behind == 0 and not grows and not p_start
+    if servers == 1 and batch_size == 1 and simple:
         done = lindley(arrival, service)
         return Served(done, done - service, done)
+    per_batch = None if np.isscalar(overhead) else overhead.tolist()
 
     a = arrival.tolist()
     prefix = np.concatenate([[0.0], np.cumsum(service)]).tolist()
     free = [0.0] * min(servers, n)  # no more batches than events: extra consumers stay idle
     starts: list[float] = []
     ends: list[float] = []
+    frees: list[float] = []
     bounds: list[int] = []
     n_pauses = len(p_start)
     heappop, heappush = heapq.heappop, heapq.heappush
     # Plain conditionals rather than max()/min(): this loop runs once per batch.
     i = 0
+    chunks, seen = reads, 0  # reads of fresh appends so far; arrivals at the last one
     while i < n:
         f = heappop(free)
-        start = a[i] if a[i] > f else f
+        idle = a[i] > f
+        start = a[i] if idle else f
         if n_pauses:
             k = bisect_right(p_start, start) - 1
             if k >= 0 and start < p_end[k]:
                 start = p_end[k]
         hi = i + batch_size
         j = bisect_right(a, start, i + 1, hi if hi < n else n)
-        end = start + overhead + prefix[j] - prefix[i]
+        cost = overhead if per_batch is None else per_batch[len(ends)]
+        if grows:
+            arrived = bisect_right(a, start)
+            cost += growth * chunks + (cold if idle else 0.0)
+        end = start + cost + prefix[j] - prefix[i]
         if n_pauses:
             k = bisect_right(p_start, start)
             while k < n_pauses and p_start[k] < end:
@@ -117,8 +142,12 @@ def serve(
         starts.append(start)
         ends.append(end)
         bounds.append(j)
+        if (behind or grows) and j < n and a[j] <= start:
+            end += behind + behind_growth * chunks
+        if grows and arrived > seen:  # this batch read fresh appends: one more chunk
+            chunks, seen = chunks + 1, arrived
+        frees.append(end)
         heappush(free, end)
         i = j
-    ends_arr = np.asarray(ends)
     sizes = np.diff(np.asarray(bounds), prepend=0)
-    return Served(np.repeat(ends_arr, sizes), np.asarray(starts), ends_arr)
+    return Served(np.repeat(np.asarray(ends), sizes), np.asarray(starts), np.asarray(frees))

@@ -255,8 +255,11 @@ def recorded_arrivals(source: Any) -> Arrivals:
 
     ``source`` is a polars Series of datetimes, a polars (Lazy)DataFrame with a
     ``recorded_at`` column, or any object with ``.scan()`` returning the canonical event
-    frame (every esnotebook store).
+    frame (every esnotebook store); an :class:`Arrivals` (seconds already, e.g. those a
+    live run recorded) is used as it is.
     """
+    if isinstance(source, Arrivals):
+        return source
     if hasattr(source, "scan") and not isinstance(source, (pl.DataFrame, pl.LazyFrame)):
         source = source.scan()
     if isinstance(source, pl.LazyFrame):

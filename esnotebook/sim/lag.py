@@ -18,6 +18,7 @@ import polars as pl
 from ._engine import merge_pauses, serve
 from ._result import LagResult
 from .arrivals import ArrivalMode, Arrivals, RateSpec, generate_arrivals, recorded_arrivals
+from .profile import ServiceProfile
 
 __all__ = ["ServiceDist", "simulate_lag"]
 
@@ -73,6 +74,22 @@ def _resolve_service(service: str | None, service_cv: float | None) -> tuple[str
     return service, _float("service_cv", service_cv, positive=True)
 
 
+def _from_profile(
+    profile: ServiceProfile, *, service_rate: object, service_cv: object, batch_overhead: object
+) -> tuple[float, float]:
+    """``(service_rate, batch_overhead)`` of a measured profile: the per-event rate and the
+    mean fixed cost per batch (each batch draws its own from the measured ones)."""
+    given = {"service_rate": service_rate, "service_cv": service_cv}
+    given["batch_overhead"] = None if batch_overhead == 0 else batch_overhead
+    clash = [name for name, value in given.items() if value is not None]
+    if clash:
+        raise ValueError(
+            "service=ServiceProfile(...) sets the service time; leave "
+            f"{', '.join(map(repr, clash))} unset"
+        )
+    return (1 / profile.mean if profile.mean > 0 else math.inf), profile.batch_overhead
+
+
 def _group_capacity(
     *, mu: float, consumers: int, partitions: int | None, batch_size: int, overhead: float
 ) -> float:
@@ -99,10 +116,13 @@ def _run_once(
     consumers: int,
     partitions: int | None,
     batch_size: int,
-    overhead: float,
+    overhead: float | np.ndarray,
     pauses: tuple[list[float], list[float]],
     rng: np.random.Generator,
+    **costs: Any,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One replication's arrival, done and busy times; ``costs`` are the engine's extra
+    costs of a measured profile (``behind``, ``growth``, ...)."""
     arrival = np.concatenate([np.zeros(backlog), arr.times]) if backlog else arr.times
     service = unit_service / mu
     if partitions is None:
@@ -113,6 +133,7 @@ def _run_once(
             batch_size=batch_size,
             overhead=overhead,
             pauses=pauses,
+            **costs,
         )
         return arrival, served.done, served.busy_start, served.busy_end
     owner = rng.integers(0, partitions, size=len(arrival)) % consumers
@@ -121,7 +142,12 @@ def _run_once(
     for q in range(min(consumers, partitions)):
         idx = np.flatnonzero(owner == q)
         served = serve(
-            arrival[idx], service[idx], batch_size=batch_size, overhead=overhead, pauses=pauses
+            arrival[idx],
+            service[idx],
+            batch_size=batch_size,
+            overhead=overhead,
+            pauses=pauses,
+            **costs,
         )
         done[idx] = served.done
         b_start.append(served.busy_start)
@@ -229,14 +255,14 @@ def _measure(
 def simulate_lag(
     arrival_rate: RateSpec | None = None,
     *,
-    service_rate: float,
+    service_rate: float | None = None,
     arrivals: ArrivalMode = "poisson",
     burst: tuple[float, float] = (1.0, 4.0),
     states: Sequence[tuple[float, float]] | None = None,
     timestamps: Any = None,
     duration: float | None = None,
     n_events: int | None = None,
-    service: ServiceDist | None = None,
+    service: ServiceDist | ServiceProfile | None = None,
     service_cv: float | None = None,
     consumers: int = 1,
     partitions: int | None = None,
@@ -277,7 +303,16 @@ def simulate_lag(
     service, service_cv
         Service-time law: ``"exponential"`` (default), ``"constant"``, or ``"gamma"`` /
         ``"lognormal"`` with coefficient of variation ``service_cv`` (gamma when only
-        ``service_cv`` is given).
+        ``service_cv`` is given). Or a measured
+        :class:`~esnotebook.sim.ServiceProfile` (from
+        :func:`~esnotebook.sim.measure_consumer`) in place of ``service_rate``,
+        ``service_cv`` and ``batch_overhead``: each event costs the profile's ``mean``
+        and each batch a fixed cost resampled from the measured ones (mean
+        ``batch_overhead``), so at ``batch_size=1`` an event's service time has the
+        measured one-event steps' distribution; a batch that ends with events waiting
+        keeps its consumer ``behind_overhead`` longer, one started by an idle consumer
+        costs ``cold_overhead`` more; the fixed costs grow with the events in
+        the store as measured (``growth``, from ``reads`` reads at time 0).
     consumers, partitions
         Consumer count. ``partitions=None`` is one shared queue with competing consumers
         (M/M/c); a number keys each event to a random partition, partitions are assigned
@@ -316,9 +351,32 @@ def simulate_lag(
     >>> r = simulate_lag(80, service_rate=100, duration=500, seed=1)
     >>> round(r["utilisation"], 1)
     0.8
+
+    With a measured consumer (one-event steps of 2 ms mean, 1 ms of it fixed):
+
+    >>> from esnotebook.sim import ServiceProfile
+    >>> p = ServiceProfile(mean=0.001, cv=0.0, batch_overhead=0.001)
+    >>> r = simulate_lag(400, service=p, duration=50, seed=1)
+    >>> round(r["utilisation"], 1), r.settings["capacity"]
+    (0.8, 500.0)
     """
-    mu = _float("service_rate", service_rate, positive=True)
-    service, cv = _resolve_service(service, service_cv)
+    profile = service if isinstance(service, ServiceProfile) else None
+    if profile is not None:
+        mu, batch_overhead = _from_profile(
+            profile,
+            service_rate=service_rate,
+            service_cv=service_cv,
+            batch_overhead=batch_overhead,
+        )
+        service, cv = "measured", profile.cv
+    else:
+        if service_rate is None:
+            raise ValueError(
+                "simulate_lag needs 'service_rate' (events/s per consumer) or "
+                "service=ServiceProfile(...) (got neither)"
+            )
+        mu = _float("service_rate", service_rate, positive=True)
+        service, cv = _resolve_service(service, service_cv)
     consumers = _int("consumers", consumers, 1)
     if partitions is not None:
         partitions = _int("partitions", partitions, 1)
@@ -367,7 +425,20 @@ def simulate_lag(
                 f"the producer made no events in {arr.duration:g} s (long-run rate "
                 f"{arr.long_run_rate:g}/s); use a longer 'duration' or 'n_events'"
             )
-        unit = _service_draw(service, cv, len(arr.times) + backlog, rng)
+        n = len(arr.times) + backlog
+        extra: dict[str, Any] = {}
+        if profile is not None:
+            extra = {
+                "behind": profile.behind_overhead,
+                "cold": profile.cold_overhead,
+                "growth": profile.growth,
+                "behind_growth": profile.behind_growth,
+                "reads": profile.reads,
+            }
+        if profile is None:
+            unit, costs = _service_draw(service, cv, n, rng), overhead
+        else:
+            unit, costs = np.ones(n), profile.draw_overheads(n, rng)
         arrival, done, b_start, b_end = _run_once(
             arr,
             backlog=backlog,
@@ -376,7 +447,8 @@ def simulate_lag(
             consumers=consumers,
             partitions=partitions,
             batch_size=batch_size,
-            overhead=overhead,
+            overhead=costs,
+            **extra,
             pauses=merged,
             rng=rng,
         )
@@ -398,7 +470,7 @@ def simulate_lag(
             consumers=consumers,
             partitions=partitions,
             batch_size=batch_size,
-            overhead=overhead,
+            overhead=overhead if profile is None else profile.fixed_behind,
         )
         metrics["offered_load"] = arr.long_run_rate / capacity
         metrics["grows_without_bound"] = float(arr.long_run_rate >= capacity)
