@@ -38,8 +38,8 @@ def _store(kind: str, folder: Path) -> es.EventStore:
 
 
 def _rate(make_rate, profile, duration: float):
-    """The case's arrival rate, from the capacity at the store's mid-run size (an
-    in-memory store's reads slow down as it grows): a few fixed-point steps."""
+    """The case's arrival rate, from the capacity at the store's mid-run size (where the
+    profile found a growth with the store's size): a few fixed-point steps."""
     capacity = profile.rate()
     for _ in range(5):
         rate = make_rate(capacity)

@@ -355,8 +355,7 @@ def run(
         given it is measured right before the run with
         :func:`~esnotebook.sim.measure_consumer` (``appends="between"``, CPU time, a
         producer thread at the run's mean rate, over as many events as the run will
-        append, between 200 and 1000: an in-memory store's reads after appends slow down
-        as it grows, so the range matters).
+        append, between 200 and 1000).
     drain
         Seconds the consumer may go on after the producer stops to catch up (default
         ``duration``); events not processed by then count as never done.

@@ -173,3 +173,36 @@ def test_overheads_drawn_in_blocks_keep_consecutive_measurements_together():
     drawn = p.draw_overheads(12, np.random.default_rng(0))
     runs = drawn.reshape(3, 4)
     assert np.all((np.diff(runs, axis=1) == 1) | (np.diff(runs, axis=1) == -9))  # wraps at 10
+
+
+def _steps(growth: float, *, n: int = 240, noise: float = 0.3e-3, seed: int = 0):
+    """Step timings shaped like measure_consumer's rounds: 1 ms fixed, 0.2 ms per event,
+    ``growth`` seconds more per earlier read, and noise of ``noise`` seconds."""
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    events = np.tile([1, 1, 1, 10], n // 4)
+    behind = np.tile([False, False, True, False], n // 4)
+    cold = np.tile([True, False, False, False], n // 4)
+    reads = np.arange(n) * 3
+    seconds = 1e-3 + 2e-4 * events + growth * reads + rng.normal(0, noise, n)
+    return pl.DataFrame({"events": events, "behind": behind, "cold": cold, "reads": reads,
+                         "event_type": ["OrderPlaced"] * n, "seconds": seconds, "wall": seconds})  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_growth_the_timings_do_not_show_is_not_fitted(seed):
+    """No growth in the steps: the fit keeps none (a growth fitted to noise, extrapolated over
+    a live run's thousands of reads, cut the forecast capacity up to 4x); the rest stays."""
+    from esnotebook.sim.profile import _fit
+
+    fit = _fit(_steps(0.0, seed=seed), growing=True)
+    assert fit["growth"] == 0.0 and fit["behind_growth"] == 0.0
+    assert fit["mean"] == pytest.approx(2e-4, rel=0.1)
+
+
+def test_a_growth_the_timings_show_is_fitted():
+    from esnotebook.sim.profile import _fit
+
+    fit = _fit(_steps(2e-6), growing=True)
+    assert fit["growth"] == pytest.approx(2e-6, rel=0.1)

@@ -90,8 +90,8 @@ def serve(
     consumer had been waiting for events costs ``cold`` more. With ``growth`` a batch's
     fixed cost grows by that many seconds per earlier read of fresh appends (``reads``,
     plus each batch so far that found events arrived since the last one started), the
-    ``behind`` cost by ``behind_growth`` (an in-memory store's frame gains a chunk per
-    such read, and every read walks them all).
+    ``behind`` cost by ``behind_growth`` (for a store whose reads slow down as it is
+    appended to).
     """
     n = len(arrival)
     if n == 0:

@@ -40,6 +40,8 @@ _TIMERS = {"wall": time.perf_counter, "cpu": time.process_time}
 _HEADER = ("stream_id", "version", "event_type", "recorded_at")
 #: Seconds a cold step's consumer waits first: a live consumer's wait between events.
 _IDLE = 0.005
+#: A growth term is kept only this many standard errors above 0 (see ``_fit``).
+_SIGNIFICANT = 3.0
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -65,10 +67,11 @@ class ServiceProfile:
         Extra seconds of a step that starts after the consumer waited for events: caches
         gone cold, polars' threads to wake (measured after a 5 ms wait).
     growth, behind_growth
-        Seconds the fixed cost and the lookup grow by per earlier read of fresh appends:
-        an :class:`~esnotebook.InMemoryEventStore` adds a chunk to its frame each time it
-        is read after appends, and every later read walks all the chunks (measured with
-        ``appends="between"``; 0 otherwise). ``batch_overhead``, ``overheads`` and
+        Seconds the fixed cost and the lookup grow by per earlier read of fresh appends,
+        for a store whose reads slow down as a live producer fills it (measured with
+        ``appends="between"``, and kept only where the timings show it at 3 standard
+        errors: both stores read the newest events at a cost that does not grow, so these
+        are normally 0). ``batch_overhead``, ``overheads`` and
         ``behind_overhead`` are the costs with no such reads yet.
     reads
         Reads of fresh appends the store has had when a simulation with this profile
@@ -533,8 +536,12 @@ def _time_steps(
 def _fit(steps: pl.DataFrame, *, growing: bool) -> dict[str, float]:
     """Least squares of step seconds on the step's shape: ``fixed + growth * reads + mean *
     events + behind * (behind + behind_growth * reads) + cold * cold``, refitted without
-    outliers; costs
-    below 0 count as 0.
+    outliers; costs below 0 count as 0.
+
+    The growth terms stay only where the timings show them: each must be at least
+    ``_SIGNIFICANT`` standard errors above 0, or the fit is made again without it. A
+    growth fitted to noise would be extrapolated over a whole live run (thousands of reads)
+    and could cut the forecast capacity several-fold.
 
     Over a full store nothing is appended and every step is behind: only the fixed
     cost (lookup included) and the per-event cost can be told apart.
@@ -542,30 +549,38 @@ def _fit(steps: pl.DataFrame, *, growing: bool) -> dict[str, float]:
     k = steps["events"].cast(pl.Float64).to_numpy()
     t = steps["seconds"].to_numpy()
     ones = np.ones_like(k)
+    names = ["fixed", "mean"]
+    columns = [ones, k]
     if growing:
         h = steps["reads"].cast(pl.Float64).to_numpy()
         w = steps["behind"].cast(pl.Float64).to_numpy()
         c = steps["cold"].cast(pl.Float64).to_numpy()
-        columns = [ones, h, k, w, w * h, c]
-    else:
-        columns = [ones, k]
-    x = np.column_stack(columns)
+        names += ["behind", "cold", "growth", "behind_growth"]
+        columns += [w, c, h, w * h]
+    fit = dict(zip(names, _robust_lstsq(np.column_stack(columns), t)))
+    shown = [fit[n][1] >= _SIGNIFICANT or n not in ("growth", "behind_growth") for n in names]
+    if not all(shown):
+        names = [n for n, keep in zip(names, shown) if keep]
+        columns = [c for c, keep in zip(columns, shown) if keep]
+        fit = dict(zip(names, _robust_lstsq(np.column_stack(columns), t)))
+    out = dict.fromkeys(("mean", "growth", "behind", "behind_growth", "cold"), 0.0)
+    out.update({n: max(c, 0.0) for n, (c, _) in fit.items() if n != "fixed"})
+    return out
+
+
+def _robust_lstsq(x: np.ndarray, t: np.ndarray) -> list[tuple[float, float]]:
+    """Coefficients of ``x @ c ~ t``, one per column, with their t-statistics, fitted
+    once more without the outliers (a preempted step on a busy machine: it would tilt the
+    lines; it still counts in the fixed costs a simulation draws from)."""
     coef = np.linalg.lstsq(x, t, rcond=None)[0]
-    # Once more without the outliers (a preempted step on a busy machine): they would tilt
-    # the lines; they still count in the fixed costs a simulation draws from.
     resid = t - x @ coef
     spread = 1.4826 * np.median(np.abs(resid - np.median(resid)))
     keep = np.abs(resid) <= 3 * spread if spread > 0 else np.ones(t.size, dtype=bool)
     if keep.sum() > x.shape[1]:
-        coef = np.linalg.lstsq(x[keep], t[keep], rcond=None)[0]
-    coef = coef.clip(min=0.0)
-    if not growing:
-        return {"mean": float(coef[1]), "growth": 0.0, "behind": 0.0, "behind_growth": 0.0,
-                "cold": 0.0}  # fmt: skip
-    return {
-        "mean": float(coef[2]),
-        "growth": float(coef[1]),
-        "behind": float(coef[3]),
-        "behind_growth": float(coef[4]),
-        "cold": float(coef[5]),
-    }
+        x, t = x[keep], t[keep]
+        coef = np.linalg.lstsq(x, t, rcond=None)[0]
+    dof = max(t.size - x.shape[1], 1)
+    sigma2 = float(((t - x @ coef) ** 2).sum()) / dof
+    se = np.sqrt(np.clip(np.diag(sigma2 * np.linalg.pinv(x.T @ x)), 0.0, None))
+    stat = np.divide(coef, se, out=np.full_like(coef, np.inf), where=se > 0)
+    return [(float(c), float(z)) for c, z in zip(coef, stat)]
