@@ -118,7 +118,7 @@ class LiveResult:
         behind = arrived > np.cumsum(st["events"].to_numpy())
         model = self.profile.as_wall().step_seconds(
             st["events"].to_numpy(), reads=np.cumsum(fresh) - fresh, behind=behind,
-            cold=st["waited"].to_numpy(),
+            cold=st["waited"].to_numpy(), fresh=fresh,
         )  # fmt: skip
         return st["end"].to_numpy() - start, model
 

@@ -80,6 +80,25 @@ def test_fixed_cost_grows_with_the_reads_of_fresh_appends():
     assert out.done.tolist() == pytest.approx([1.5 + 1.0, 10 + 1.5 + 1.01])
 
 
+def test_a_batch_with_nothing_fresh_to_read_costs_stale_less():
+    """stale: three events at once; the first batch reads them (fresh), the next two find
+    nothing appended since and pay the overhead less `stale`; an event arriving later is
+    fresh again."""
+    out = serve(np.array([0.0, 0.0, 0.0, 10.0]), np.full(4, 1.0), overhead=0.5, stale=0.25)
+    assert out.done.tolist() == pytest.approx([1.5, 2.75, 4.0, 11.5])
+    backlog = ServiceProfile(mean=0.001, cv=0.0, batch_overhead=0.004, stale_saving=0.003)
+    assert backlog.rate() == pytest.approx(1 / 0.002)  # a consumer behind reads nothing fresh
+
+
+def test_the_fit_separates_a_stale_steps_saving():
+    from esnotebook.sim.profile import _fit
+
+    steps = _steps(0.0)
+    stale = np.arange(steps.height) % 8 == 5
+    steps = steps.with_columns(fresh=~stale, seconds=steps["seconds"] - 0.6e-3 * stale)
+    assert _fit(steps, growing=True)["stale"] == pytest.approx(0.6e-3, rel=0.15)
+
+
 def test_profile_at_and_scaled():
     p = ServiceProfile(mean=0.001, cv=0.3, batch_overhead=0.004, growth=1e-5,
                        overheads=np.array([0.003, 0.005]))  # fmt: skip
@@ -186,7 +205,7 @@ def _steps(growth: float, *, n: int = 240, noise: float = 0.3e-3, seed: int = 0)
     cold = np.tile([True, False, False, False], n // 4)
     reads = np.arange(n) * 3
     seconds = 1e-3 + 2e-4 * events + growth * reads + rng.normal(0, noise, n)
-    return pl.DataFrame({"events": events, "behind": behind, "cold": cold, "reads": reads,
+    return pl.DataFrame({"events": events, "behind": behind, "cold": cold, "fresh": True, "reads": reads,
                          "event_type": ["OrderPlaced"] * n, "seconds": seconds, "wall": seconds})  # fmt: skip
 
 

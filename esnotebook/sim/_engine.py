@@ -73,6 +73,7 @@ def serve(
     overhead: float | np.ndarray = 0.0,
     behind: float = 0.0,
     cold: float = 0.0,
+    stale: float = 0.0,
     growth: float = 0.0,
     behind_growth: float = 0.0,
     reads: int = 0,
@@ -87,7 +88,8 @@ def serve(
     ``overhead`` (at least one value per event) gives the k-th batch the k-th value. A
     batch that leaves events waiting (arrived before it started) keeps its consumer
     ``behind`` more seconds after its events are done. A batch that starts when its
-    consumer had been waiting for events costs ``cold`` more. With ``growth`` a batch's
+    consumer had been waiting for events costs ``cold`` more; one that finds nothing
+    arrived since the last batch started (working through a backlog) ``stale`` less. With ``growth`` a batch's
     fixed cost grows by that many seconds per earlier read of fresh appends (``reads``,
     plus each batch so far that found events arrived since the last one started), the
     ``behind`` cost by ``behind_growth`` (for a store whose reads slow down as it is
@@ -98,7 +100,7 @@ def serve(
         empty = np.empty(0)
         return Served(empty, empty, empty)
     p_start, p_end = pauses
-    grows = growth > 0 or behind_growth > 0 or cold > 0
+    grows = growth > 0 or behind_growth > 0 or cold > 0 or stale > 0
     if batch_size == 1 and not np.isscalar(overhead) and not grows:
         service, overhead = service + overhead[:n], 0.0  # one event per batch: one cost
     simple = np.isscalar(overhead) and overhead == 0 and behind == 0 and not grows and not p_start
@@ -133,6 +135,8 @@ def serve(
         if grows:
             arrived = bisect_right(a, start)
             cost += growth * chunks + (cold if idle else 0.0)
+            if arrived == seen:  # nothing appended since the last read
+                cost = cost - stale if cost > stale else 0.0
         end = start + cost + prefix[j] - prefix[i]
         if n_pauses:
             k = bisect_right(p_start, start)

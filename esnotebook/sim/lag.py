@@ -431,6 +431,7 @@ def simulate_lag(
             extra = {
                 "behind": profile.behind_overhead,
                 "cold": profile.cold_overhead,
+                "stale": profile.stale_saving,
                 "growth": profile.growth,
                 "behind_growth": profile.behind_growth,
                 "reads": profile.reads,

@@ -66,6 +66,11 @@ class ServiceProfile:
     cold_overhead
         Extra seconds of a step that starts after the consumer waited for events: caches
         gone cold, polars' threads to wake (measured after a 5 ms wait).
+    stale_saving
+        Seconds a step saves when nothing was appended since the last read: ``batch_overhead``
+        includes reading fresh appends (an in-memory store turns them into a frame on the
+        first read after them), which a consumer working through a backlog does not pay at
+        every step.
     growth, behind_growth
         Seconds the fixed cost and the lookup grow by per earlier read of fresh appends,
         for a store whose reads slow down as a live producer fills it (measured with
@@ -111,6 +116,7 @@ class ServiceProfile:
     commit_overhead: float = 0.0
     behind_overhead: float = 0.0
     cold_overhead: float = 0.0
+    stale_saving: float = 0.0
     growth: float = 0.0
     behind_growth: float = 0.0
     reads: int = 0
@@ -130,7 +136,7 @@ class ServiceProfile:
 
     def __post_init__(self) -> None:
         names = ("mean", "cv", "batch_overhead", "commit_overhead", "behind_overhead",
-                 "cold_overhead", "growth", "behind_growth", "append_cost",
+                 "cold_overhead", "stale_saving", "growth", "behind_growth", "append_cost",
                  "wall_ratio")  # fmt: skip
         for name in names:
             value = getattr(self, name)
@@ -148,8 +154,9 @@ class ServiceProfile:
 
     @property
     def fixed_behind(self) -> float:
-        """Mean fixed seconds of a step that leaves events waiting, after :attr:`reads`."""
-        fixed = self.batch_overhead + self.behind_overhead
+        """Mean fixed seconds of a step that leaves events waiting, after :attr:`reads`
+        (working through a backlog: nothing fresh to read)."""
+        fixed = max(self.batch_overhead - self.stale_saving, 0.0) + self.behind_overhead
         return fixed + (self.growth + self.behind_growth) * self.reads
 
     def rate(self, batch_size: int = 1) -> float:
@@ -157,12 +164,16 @@ class ServiceProfile:
         ``batch_size``, after :attr:`reads` reads of fresh appends: its capacity."""
         return batch_size / (self.fixed_behind + batch_size * self.mean)
 
-    def step_seconds(self, events: Any, *, reads: Any, behind: Any, cold: Any) -> np.ndarray:
+    def step_seconds(
+        self, events: Any, *, reads: Any, behind: Any, cold: Any, fresh: Any = True
+    ) -> np.ndarray:
         """Mean seconds of steps of ``events`` each, after ``reads`` reads of fresh appends
         (beyond :attr:`reads`), leaving events waiting (``behind``) or not, after an idle
-        wait (``cold``) or not: the model a simulation runs."""
+        wait (``cold``) or not, reading fresh appends (``fresh``) or not: the model a
+        simulation runs."""
         h = self.reads + np.asarray(reads, dtype=float)
-        fixed = self.batch_overhead + self.growth * h + self.cold_overhead * np.asarray(cold)
+        base = self.batch_overhead - self.stale_saving * ~np.asarray(fresh, dtype=bool)
+        fixed = np.maximum(base, 0.0) + self.growth * h + self.cold_overhead * np.asarray(cold)
         late = np.asarray(behind) * (self.behind_overhead + self.behind_growth * h)
         return fixed + late + self.mean * np.asarray(events, dtype=float)
 
@@ -172,7 +183,7 @@ class ServiceProfile:
         if not (isinstance(factor, (int, float)) and 0 < factor < math.inf):
             raise ValueError(f"'factor' must be a finite number > 0 (got {factor!r})")
         names = ("mean", "batch_overhead", "commit_overhead", "behind_overhead",
-                 "cold_overhead", "growth", "behind_growth")  # fmt: skip
+                 "cold_overhead", "stale_saving", "growth", "behind_growth")  # fmt: skip
         costs = {name: getattr(self, name) * factor for name in names}
         return replace(self, **costs, overheads=self.overheads * factor)
 
@@ -211,6 +222,7 @@ class ServiceProfile:
             "commit_overhead": self.commit_overhead,
             "behind_overhead": self.behind_overhead,
             "cold_overhead": self.cold_overhead,
+            "stale_saving": self.stale_saving,
             "growth": self.growth,
             "behind_growth": self.behind_growth,
             "reads": self.reads,
@@ -415,7 +427,9 @@ def measure_consumer(
             if folder is not None:
                 folder.cleanup()
     fit = _fit(steps, growing=growing)
-    single = steps.filter((pl.col("events") == 1) & ~pl.col("behind") & ~pl.col("cold"))
+    single = steps.filter(
+        (pl.col("events") == 1) & ~pl.col("behind") & ~pl.col("cold") & (pl.col("fresh") | (not growing))
+    )
     # One-event steps as on an empty store: the growth taken out, the event's cost kept.
     alone = (single["seconds"] - fit["growth"] * single["reads"]).to_numpy()
     overheads = np.clip(alone - fit["mean"], 0.0, None)
@@ -434,6 +448,7 @@ def measure_consumer(
         growth=fit["growth"],
         behind_growth=fit["behind_growth"],
         cold_overhead=fit["cold"],
+        stale_saving=fit["stale"],
         append_cost=float(np.mean(appended)),
         batch_size=big,
         by_type=by_type,
@@ -493,7 +508,7 @@ def _time_steps(
     store = runner.store
     reads = 0
 
-    def timed(k: int, *, behind: bool = False, cold: bool = False) -> None:
+    def timed(k: int, *, behind: bool = False, cold: bool = False, fresh: bool = growing) -> None:
         nonlocal reads
         if cold:
             time.sleep(_IDLE)
@@ -503,8 +518,8 @@ def _time_steps(
         seconds, wall = clock() - t, time.perf_counter() - w
         # Read after the step: a read before it would take its reading of new events.
         first = store.scan(from_position=start, to_position=start + 1).select("event_type")
-        rows.append((k, behind, cold, reads, first.collect().item(), seconds, wall))
-        reads += growing  # each timed step of a growing store reads fresh appends
+        rows.append((k, behind, cold, fresh, reads, first.collect().item(), seconds, wall))
+        reads += fresh
 
     if growing:
         while runner.checkpoint + 4 + 2 * big <= events:
@@ -514,7 +529,7 @@ def _time_steps(
             timed(1)
             fill(2)
             timed(1, behind=True)
-            runner.step(1)  # nothing appended since the last read: no new chunk
+            timed(1, fresh=False)  # nothing appended since the last read
             fill(big)
             timed(big)
             for _ in range(big):  # untimed reads, as many as a live runner makes per event
@@ -528,7 +543,7 @@ def _time_steps(
             timed(big)
     return pl.DataFrame(
         rows,
-        schema=["events", "behind", "cold", "reads", "event_type", "seconds", "wall"],
+        schema=["events", "behind", "cold", "fresh", "reads", "event_type", "seconds", "wall"],
         orient="row",
     )
 
@@ -555,15 +570,16 @@ def _fit(steps: pl.DataFrame, *, growing: bool) -> dict[str, float]:
         h = steps["reads"].cast(pl.Float64).to_numpy()
         w = steps["behind"].cast(pl.Float64).to_numpy()
         c = steps["cold"].cast(pl.Float64).to_numpy()
-        names += ["behind", "cold", "growth", "behind_growth"]
-        columns += [w, c, h, w * h]
+        s = 1.0 - steps["fresh"].cast(pl.Float64).to_numpy()
+        names += ["behind", "cold", "stale", "growth", "behind_growth"]
+        columns += [w, c, -s, h, w * h]
     fit = dict(zip(names, _robust_lstsq(np.column_stack(columns), t)))
     shown = [fit[n][1] >= _SIGNIFICANT or n not in ("growth", "behind_growth") for n in names]
     if not all(shown):
         names = [n for n, keep in zip(names, shown) if keep]
         columns = [c for c, keep in zip(columns, shown) if keep]
         fit = dict(zip(names, _robust_lstsq(np.column_stack(columns), t)))
-    out = dict.fromkeys(("mean", "growth", "behind", "behind_growth", "cold"), 0.0)
+    out = dict.fromkeys(("mean", "growth", "behind", "behind_growth", "cold", "stale"), 0.0)
     out.update({n: max(c, 0.0) for n, (c, _) in fit.items() if n != "fixed"})
     return out
 
