@@ -477,7 +477,6 @@ def _lag_section(figures: Path, seed: int, replications: int) -> Section:
     )
 
 
-
 # ---------------------------------------------------------------------- 7. forecast vs measured
 #: The live run of the forecast step: seconds of producing, and its rate schedule as shares of
 #: the measured capacity (a burst above it for the middle third).
