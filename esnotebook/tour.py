@@ -479,10 +479,13 @@ def _lag_section(figures: Path, seed: int, replications: int) -> Section:
 
 # ---------------------------------------------------------------------- 7. forecast vs measured
 #: The live run of the forecast step: seconds of producing, and its rate schedule as shares of
-#: the measured capacity (a burst above it for the middle third).
+#: the measured capacity (a burst above it for the second quarter; the second half drains it).
 LIVE_DURATION = 2.0
-LIVE_BURST: tuple[tuple[float, float], ...] = ((0.0, 0.5), (LIVE_DURATION / 3, 1.5),
-                                              (2 * LIVE_DURATION / 3, 0.5))  # fmt: skip
+LIVE_BURST: tuple[tuple[float, float], ...] = (
+    (0.0, 0.5),
+    (LIVE_DURATION / 4, 1.5),
+    (LIVE_DURATION / 2, 0.5),
+)
 
 
 def _forecast_section(figures: Path, seed: int) -> Section:
@@ -523,7 +526,7 @@ def _forecast_section(figures: Path, seed: int) -> Section:
         "Forecast vs measured: a live consumer behind a burst",
         "A real ProjectionRunner (OrderSummary, one event per step) timed step by step "
         "(es.sim.measure_consumer), then run live (es.live.run): a producer thread appends "
-        f"order events at half its calibrated capacity, {peak:g}x it for the middle third of "
+        f"order events at half its calibrated capacity, {peak:g}x it for the second quarter of "
         f"{LIVE_DURATION:g} s, then half again, while the runner consumes them with real "
         "checkpoints. The forecast simulates the very arrivals that were recorded with the "
         "measured profile (es.sim.simulate_lag(service=profile)); error = predicted / "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -342,8 +343,11 @@ def test_the_forecast_section_sets_a_live_run_beside_the_forecast_of_its_arrival
         predicted, measured, error = (
             float(facts[f"forecast.{metric}.{k}"]) for k in ("predicted", "measured", "error")
         )
-        assert predicted > 0 and measured > 0
-        assert error == pytest.approx(predicted / measured - 1, abs=0.01)
+        assert predicted >= 0 and measured >= 0
+        if measured > 0:  # a p95 time lag is 0 when the consumer idled 95% of the time
+            assert error == pytest.approx(predicted / measured - 1, abs=0.01)
+        else:
+            assert math.isnan(error)
     text = (out / "report.html").read_text()
     table = text.split("<h3>forecast vs measured</h3>")[1].split("</table>")[0]
     for metric in COMPARED:

@@ -69,14 +69,14 @@ profile.by_type.with_columns((pl.col("single") * 1e3).alias("ms per step"))
 ## 2. Predict, before running anything
 
 Three setups: a steady producer at half and at four fifths of the capacity, and a burst
-above capacity: half the capacity, then `BURST` times it for the middle third of the run,
-then half again. `simulate_lag(service=profile)` draws each step's fixed cost from the
+above capacity: half the capacity, then `BURST` times it for the second quarter of the run,
+then half again (the second half leaves the backlog time to drain). `simulate_lag(service=profile)` draws each step's fixed cost from the
 measured ones, so the forecast inherits the measured variability.
 '''),
     ("code", r'''
-third = DURATION / 3
+quarter = DURATION / 4
 setups = {f"utilisation {u:g}": u * capacity for u in UTILISATIONS}
-setups["burst"] = [(0.0, 0.5 * capacity), (third, BURST * capacity), (2 * third, 0.5 * capacity)]
+setups["burst"] = [(0.0, 0.5 * capacity), (quarter, BURST * capacity), (2 * quarter, 0.5 * capacity)]
 shown = ["mean_offset_lag", "p95_offset_lag", "max_offset_lag", "p95_time_lag"]
 forecasts = {
     name: es.sim.simulate_lag(rate, service=profile, batch_size=BATCH_SIZE, duration=DURATION,
@@ -196,9 +196,19 @@ What else the model does not see, and where to look for it:
   during calibration, not those of the live run;
 * **the producer's luck**: the forecasts of section 2 drew their own Poisson arrivals, while
   `compare` replays the recorded ones; the two forecasts differ by that alone, and a short
-  run's p95 and max rest on a few dozen events.
-
-Rerun the notebook: the numbers move, and so do the sentences, with them.
+  run's p95 and max rest on a few dozen events. In numbers, for the mean offset lag:
+'''),
+    ("code", r'''
+mean_lag = table.filter(pl.col("metric") == "mean_offset_lag")
+pl.DataFrame({
+    "setup": mean_lag["setup"],
+    "forecast, its own arrivals": [forecasts[name]["mean_offset_lag"] for name in mean_lag["setup"]],
+    "forecast, the recorded arrivals": mean_lag["predicted"],
+    "measured": mean_lag["measured"],
+})
+'''),
+    ("md", r'''
+Rerun the notebook: the numbers move, and the sentences with them.
 '''),
     ("md", r'''
 ## Exercise
