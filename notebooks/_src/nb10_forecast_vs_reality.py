@@ -70,8 +70,9 @@ profile.by_type.with_columns((pl.col("single") * 1e3).alias("ms per step"))
 
 Three setups: a steady producer at half and at four fifths of the capacity, and a burst
 above capacity: half the capacity, then `BURST` times it for the second quarter of the run,
-then half again (the second half leaves the backlog time to drain). `simulate_lag(service=profile)` draws each step's fixed cost from the
-measured ones, so the forecast inherits the measured variability.
+then half again (the second half leaves the backlog time to drain).
+`simulate_lag(service=profile)` draws each step's fixed cost from the measured ones, so the
+forecast inherits the measured variability.
 '''),
     ("code", r'''
 quarter = DURATION / 4
@@ -138,6 +139,9 @@ def verdict(error):
         return "agrees (within 15 %)"
     return "forecast too high" if error > 0 else "forecast too low"
 
+comparable = table.filter(pl.col("error").is_finite())
+agreeing = comparable.filter(pl.col("error").abs() <= 0.15).height
+print(f"{agreeing} of {comparable.height} comparable metrics agree within 15 %")
 for row in table.iter_rows(named=True):
     if np.isfinite(row["measured"]):
         print(f"{row['setup']:>16} {row['metric']:<16} forecast {row['predicted']:8.3g}  "
