@@ -20,7 +20,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from .projections import Projection, VectorisedProjection
 
 __all__ = ["LiveResult", "run"]
+
+Contention = Literal["measured", "none"]
 
 #: Metrics :meth:`LiveResult.compare` puts side by side.
 COMPARED = ("mean_offset_lag", "p95_offset_lag", "max_offset_lag", "p95_time_lag", "drain_time")
@@ -78,6 +80,9 @@ class LiveResult:
         When each event's batch was committed (``inf`` if it never was).
     busy
         ``(start, end)`` of every step that applied events.
+    step_cpu
+        The process CPU seconds of each of those steps (the runner's, and whatever the
+        producer did meanwhile).
     event_types
         Each event's type, in arrival order.
     profile
@@ -91,9 +96,18 @@ class LiveResult:
     arrivals: np.ndarray = field(repr=False)
     done: np.ndarray = field(repr=False)
     busy: tuple[np.ndarray, np.ndarray] = field(repr=False)
+    step_cpu: np.ndarray = field(repr=False)
     event_types: tuple[str, ...] = field(repr=False)
     profile: ServiceProfile
     settings: dict[str, Any]
+
+    @property
+    def slowdown(self) -> float:
+        """Wall seconds of the consumer's steps over their CPU seconds: how much of the
+        cores it got (1: all it asked for; more when the producer, polars' threads or
+        other programs took turns)."""
+        cpu = float(self.step_cpu.sum())
+        return float((self.busy[1] - self.busy[0]).sum()) / cpu if cpu > 0 else math.nan
 
     def __getitem__(self, metric: str) -> float:
         if metric not in self.metrics:
@@ -113,17 +127,30 @@ class LiveResult:
     def to_pandas(self) -> pd.DataFrame:
         return self.timeseries.to_pandas()
 
-    def forecast(self, *, seed: int | None = 0, replications: int = 20) -> Any:
+    def forecast(
+        self, *, seed: int | None = 0, replications: int = 20, contention: Contention = "measured"
+    ) -> Any:
         """The :class:`~esnotebook.sim.LagResult` of :func:`~esnotebook.sim.simulate_lag`
         on the recorded arrivals with the run's profile (``replications`` draws of the
-        service times; the arrivals are the same in each)."""
+        service times; the arrivals are the same in each).
+
+        ``contention="measured"`` (default) scales the profile's CPU costs by the run's
+        :attr:`slowdown`: the consumer's steps took that much more wall time than CPU time,
+        as the producer, polars' threads and other programs shared the cores with it.
+        ``"none"`` uses the profile as measured.
+        """
         from .sim import simulate_lag
 
+        if contention not in ("measured", "none"):
+            raise ValueError(f"'contention' must be 'measured' or 'none' (got {contention!r})")
+        profile = self.profile
+        if contention == "measured" and profile.timer == "cpu" and math.isfinite(self.slowdown):
+            profile = profile.scaled(self.slowdown)
         s = self.settings
         recorded = Arrivals(self.arrivals, s["duration"], len(self.arrivals) / s["duration"], None)
         return simulate_lag(
             timestamps=recorded,
-            service=self.profile,
+            service=profile,
             batch_size=s["batch_size"],
             replications=replications,
             sample_interval=s["sample_interval"],
@@ -131,19 +158,21 @@ class LiveResult:
             seed=seed,
         )
 
-    def compare(self, *, seed: int | None = 0, replications: int = 20) -> pl.DataFrame:
+    def compare(
+        self, *, seed: int | None = 0, replications: int = 20, contention: Contention = "measured"
+    ) -> pl.DataFrame:
         """Predicted beside measured, one row per metric of :data:`COMPARED`.
 
         The prediction simulates the recorded arrivals with the measured profile (the mean
-        over ``replications`` draws of the service times). ``error`` is
-        ``predicted / measured - 1``.
+        over ``replications`` draws of the service times; ``contention`` as in
+        :meth:`forecast`). ``error`` is ``predicted / measured - 1``.
 
         Returns
         -------
         polars.DataFrame
             ``metric, predicted, measured, error``.
         """
-        forecast = self.forecast(seed=seed, replications=replications)
+        forecast = self.forecast(seed=seed, replications=replications, contention=contention)
         after = self.settings["rate_change"]
         drains = [
             _drain_time(part, after)
@@ -188,6 +217,7 @@ class _Pipeline:
         self.arrived = np.full(len(events), np.nan)
         self.done = np.full(len(events), np.inf)
         self.busy: list[tuple[float, float]] = []
+        self.cpu: list[float] = []  # process CPU seconds of each step that applied events
         self.committed = math.nan  # when the runner's last commit returned
         commit = runner.target.commit
 
@@ -225,11 +255,12 @@ class _Pipeline:
             while not self.stop.is_set() and clock() < deadline:
                 self.wake.clear()
                 start = runner.checkpoint
-                began = clock()
+                began, cpu = clock(), time.process_time()
                 k = runner.step(self.batch_size)
                 if k:
                     self.done[start - self.head : start - self.head + k] = self.committed - t0
                     self.busy.append((began - t0, clock() - t0))
+                    self.cpu.append(time.process_time() - cpu)
                     continue
                 if self.produced.is_set() and runner.checkpoint - self.head >= n:
                     return
@@ -279,8 +310,11 @@ def run(
     seed
         Seeds the arrival times and the events.
     profile
-        The consumer's :class:`~esnotebook.sim.ServiceProfile` for the forecast; measured
-        with :func:`~esnotebook.sim.measure_consumer` before the run when not given.
+        The consumer's :class:`~esnotebook.sim.ServiceProfile` for the forecast. When not
+        given it is measured right before the run with
+        :func:`~esnotebook.sim.measure_consumer` (``appends="between"``, CPU time, over
+        as many events as the run will append, between 200 and 1000: an in-memory
+        store's reads after appends slow down as it grows, so the range matters).
     drain
         Seconds the consumer may go on after the producer stops to catch up (default
         ``duration``); events not processed by then count as never done.
@@ -318,11 +352,13 @@ def run(
     times = generate_arrivals(arrival_rate, duration=float(duration), rng=rng).times
     if times.size == 0:
         raise ValueError(f"the producer would make no events in {duration:g} s at {arrival_rate!r}")
-    if profile is None:
-        profile = measure_consumer(
-            store, projection, batch_size=max(batch_size, 10), appends="between", seed=seed
-        )
     head = store.head_position
+    if profile is None:  # timed over as many appended events as the run will hold
+        profile = measure_consumer(
+            store, projection, events=int(np.clip(times.size, 200, 1000)),
+            batch_size=max(batch_size, 10), appends="between", seed=seed,
+        )  # fmt: skip
+    profile = profile.at(head)
     # New orders, whatever the store already holds.
     events = list(order_events(times.size, seed=rng, tag=f"-at{head}" if head else ""))
     target = MemoryTarget()
@@ -352,16 +388,18 @@ def run(
     arrived = pipe.arrived[~np.isnan(pipe.arrived)]
     done = np.maximum(pipe.done[: arrived.size], arrived)
     busy = np.array(pipe.busy, dtype=float).reshape(-1, 2)
-    dt = duration / _SAMPLES
+    # A producer slower than its schedule (a Parquet store's appends) ends late.
+    span = max(float(duration), float(arrived[-1]) if arrived.size else 0.0)
+    dt = span / _SAMPLES
     metrics, series = _measure(
-        arrived, done, (busy[:, 0], busy[:, 1]), duration=float(duration), warmup=0.0,
+        arrived, done, (busy[:, 0], busy[:, 1]), duration=span, warmup=0.0,
         sample_interval=dt, active=1, backlog=0, pauses=([], []),
     )  # fmt: skip
     after = _last_change(arrival_rate)
     metrics["drain_time"] = _drain_time(series, after)
     settings = {
         "arrival_rate": arrival_rate,
-        "duration": float(duration),
+        "duration": span,
         "events": int(arrived.size),
         "batch_size": batch_size,
         "consumers": consumers,
@@ -377,6 +415,7 @@ def run(
         arrivals=arrived,
         done=done,
         busy=(busy[:, 0], busy[:, 1]),
+        step_cpu=np.asarray(pipe.cpu),
         event_types=tuple(e.type for _, e in events[: arrived.size]),
         profile=profile,
         settings=settings,

@@ -72,6 +72,9 @@ def serve(
     batch_size: int = 1,
     overhead: float | np.ndarray = 0.0,
     behind: float = 0.0,
+    growth: float = 0.0,
+    behind_growth: float = 0.0,
+    stored: int = 0,
     pauses: tuple[list[float], list[float]] = ([], []),
 ) -> Served:
     """Serve events (sorted by ``arrival``) from one shared FIFO queue.
@@ -83,15 +86,19 @@ def serve(
     ``overhead`` (at least one value per event) gives the k-th batch the k-th value. A
     consumer that finds the next event already waiting when its batch is done spends
     ``behind`` more seconds (after the batch's events are done) before its next batch.
+    With ``growth`` a batch's fixed cost grows by that many seconds per event in the store
+    when it starts (``stored`` plus the arrivals so far), the ``behind`` cost by
+    ``behind_growth`` (reading a store costs more the more it holds).
     """
     n = len(arrival)
     if n == 0:
         empty = np.empty(0)
         return Served(empty, empty, empty)
     p_start, p_end = pauses
-    if batch_size == 1 and not np.isscalar(overhead):
+    grows = growth > 0 or behind_growth > 0
+    if batch_size == 1 and not np.isscalar(overhead) and not grows:
         service, overhead = service + overhead[:n], 0.0  # one event per batch: one cost
-    simple = np.isscalar(overhead) and overhead == 0 and behind == 0 and not p_start
+    simple = np.isscalar(overhead) and overhead == 0 and behind == 0 and not grows and not p_start
     if servers == 1 and batch_size == 1 and simple:
         done = lindley(arrival, service)
         return Served(done, done - service, done)
@@ -118,6 +125,8 @@ def serve(
         hi = i + batch_size
         j = bisect_right(a, start, i + 1, hi if hi < n else n)
         cost = overhead if per_batch is None else per_batch[len(ends)]
+        if grows:
+            cost += growth * (stored + bisect_right(a, start))
         end = start + cost + prefix[j] - prefix[i]
         if n_pauses:
             k = bisect_right(p_start, start)
@@ -127,8 +136,8 @@ def serve(
         starts.append(start)
         ends.append(end)
         bounds.append(j)
-        if behind and j < n and a[j] <= end:
-            end += behind
+        if (behind or grows) and j < n and a[j] <= end:
+            end += behind + behind_growth * (stored + bisect_right(a, end))
         frees.append(end)
         heappush(free, end)
         i = j

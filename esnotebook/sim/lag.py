@@ -117,10 +117,12 @@ def _run_once(
     partitions: int | None,
     batch_size: int,
     overhead: float | np.ndarray,
-    behind: float = 0.0,
     pauses: tuple[list[float], list[float]],
     rng: np.random.Generator,
+    **costs: Any,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One replication's arrival, done and busy times; ``costs`` are the engine's extra
+    costs of a measured profile (``behind``, ``growth``, ...)."""
     arrival = np.concatenate([np.zeros(backlog), arr.times]) if backlog else arr.times
     service = unit_service / mu
     if partitions is None:
@@ -130,8 +132,8 @@ def _run_once(
             servers=consumers,
             batch_size=batch_size,
             overhead=overhead,
-            behind=behind,
             pauses=pauses,
+            **costs,
         )
         return arrival, served.done, served.busy_start, served.busy_end
     owner = rng.integers(0, partitions, size=len(arrival)) % consumers
@@ -144,8 +146,8 @@ def _run_once(
             service[idx],
             batch_size=batch_size,
             overhead=overhead,
-            behind=behind,
             pauses=pauses,
+            **costs,
         )
         done[idx] = served.done
         b_start.append(served.busy_start)
@@ -308,7 +310,8 @@ def simulate_lag(
         and each batch a fixed cost resampled from the measured ones (mean
         ``batch_overhead``), so at ``batch_size=1`` an event's service time has the
         measured one-event steps' distribution; a batch that ends with events waiting
-        keeps its consumer ``behind_overhead`` longer.
+        keeps its consumer ``behind_overhead`` longer; both costs grow with the events in
+        the store as measured (``growth``, from ``stored`` events at time 0).
     consumers, partitions
         Consumer count. ``partitions=None`` is one shared queue with competing consumers
         (M/M/c); a number keys each event to a random partition, partitions are assigned
@@ -422,6 +425,14 @@ def simulate_lag(
                 f"{arr.long_run_rate:g}/s); use a longer 'duration' or 'n_events'"
             )
         n = len(arr.times) + backlog
+        extra: dict[str, Any] = {}
+        if profile is not None:
+            extra = {
+                "behind": profile.behind_overhead,
+                "growth": profile.growth,
+                "behind_growth": profile.behind_growth,
+                "stored": profile.stored,
+            }
         if profile is None:
             unit, costs = _service_draw(service, cv, n, rng), overhead
         else:
@@ -435,7 +446,7 @@ def simulate_lag(
             partitions=partitions,
             batch_size=batch_size,
             overhead=costs,
-            behind=0.0 if profile is None else profile.behind_overhead,
+            **extra,
             pauses=merged,
             rng=rng,
         )
@@ -457,7 +468,7 @@ def simulate_lag(
             consumers=consumers,
             partitions=partitions,
             batch_size=batch_size,
-            overhead=overhead + (0.0 if profile is None else profile.behind_overhead),
+            overhead=overhead if profile is None else profile.fixed_behind,
         )
         metrics["offered_load"] = arr.long_run_rate / capacity
         metrics["grows_without_bound"] = float(arr.long_run_rate >= capacity)

@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from itertools import islice
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -57,6 +57,13 @@ class ServiceProfile:
     behind_overhead
         Extra seconds a step takes, after its commit, when more events are waiting (the
         runner looks up the oldest one for the time lag it records).
+    growth, behind_growth
+        Seconds the fixed cost and the lookup grow by per event in the store: reading a
+        store that was just appended to costs more the more it holds (measured with
+        ``appends="between"``; 0 otherwise). ``batch_overhead``, ``overheads`` and
+        ``behind_overhead`` are the costs on an empty store.
+    stored
+        Events in the store when a simulation with this profile starts (see :meth:`at`).
     append_cost
         Mean CPU seconds the producer spends on one append into a store of the same kind
         (the live producer's share of the interpreter, see :mod:`esnotebook.live`).
@@ -84,6 +91,9 @@ class ServiceProfile:
     batch_overhead: float
     commit_overhead: float = 0.0
     behind_overhead: float = 0.0
+    growth: float = 0.0
+    behind_growth: float = 0.0
+    stored: int = 0
     append_cost: float = 0.0
     batch_size: int = 1
     by_type: pl.DataFrame = field(
@@ -97,7 +107,8 @@ class ServiceProfile:
     source: str = "store"
 
     def __post_init__(self) -> None:
-        names = ("mean", "cv", "batch_overhead", "commit_overhead", "behind_overhead", "append_cost")
+        names = ("mean", "cv", "batch_overhead", "commit_overhead", "behind_overhead", "growth",
+                 "behind_growth", "append_cost")  # fmt: skip
         for name in names:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -110,11 +121,32 @@ class ServiceProfile:
         """Mean seconds of an event that comes alone: ``batch_overhead + mean``."""
         return self.batch_overhead + self.mean
 
+    @property
+    def fixed_behind(self) -> float:
+        """Mean fixed seconds of a step that leaves events waiting, at :attr:`stored`."""
+        fixed = self.batch_overhead + self.behind_overhead
+        return fixed + (self.growth + self.behind_growth) * self.stored
+
     def rate(self, batch_size: int = 1) -> float:
         """Events per second one consumer sustains when behind, with full batches of
-        ``batch_size``: its capacity."""
-        fixed = self.batch_overhead + self.behind_overhead
-        return batch_size / (fixed + batch_size * self.mean)
+        ``batch_size``, with :attr:`stored` events in the store: its capacity."""
+        return batch_size / (self.fixed_behind + batch_size * self.mean)
+
+    def scaled(self, factor: float) -> ServiceProfile:
+        """Every cost times ``factor``: e.g. CPU seconds as wall seconds on a machine where
+        the consumer gets ``1 / factor`` of a core."""
+        if not (isinstance(factor, (int, float)) and 0 < factor < math.inf):
+            raise ValueError(f"'factor' must be a finite number > 0 (got {factor!r})")
+        names = ("mean", "batch_overhead", "commit_overhead", "behind_overhead", "growth",
+                 "behind_growth")  # fmt: skip
+        costs = {name: getattr(self, name) * factor for name in names}
+        return replace(self, **costs, overheads=self.overheads * factor)
+
+    def at(self, stored: int) -> ServiceProfile:
+        """The same consumer on a store already holding ``stored`` events."""
+        if isinstance(stored, bool) or not isinstance(stored, int) or stored < 0:
+            raise ValueError(f"'stored' must be an int >= 0 (got {stored!r})")
+        return replace(self, stored=stored)
 
     def draw_overheads(self, n: int, rng: np.random.Generator) -> np.ndarray | float:
         """``n`` batch overheads resampled from the measured ones (their mean if none)."""
@@ -129,6 +161,9 @@ class ServiceProfile:
             "batch_overhead": self.batch_overhead,
             "commit_overhead": self.commit_overhead,
             "behind_overhead": self.behind_overhead,
+            "growth": self.growth,
+            "behind_growth": self.behind_growth,
+            "stored": self.stored,
             "append_cost": self.append_cost,
             "batch_size": self.batch_size,
             "rate": self.rate(self.batch_size),
@@ -198,17 +233,18 @@ def measure_consumer(
     batch_size: int = 10,
     appends: Appends = "before",
     target: Literal["memory", "parquet"] = "memory",
-    timer: Timer = "wall",
+    timer: Timer = "cpu",
     seed: int = 0,
 ) -> ServiceProfile:
     """Time a real :class:`~esnotebook.ProjectionRunner` and return its service profile.
 
-    The first quarter of ``events`` is applied one event per step with nothing left
-    waiting, the second quarter one per step with one event waiting, the second half in
-    steps of ``batch_size`` (at least 2). The per-event cost is the difference of the
-    one-event and the batch steps, divided by the extra events; the fixed cost of a step is
-    what a one-event step costs beyond it; the cost of being behind is what a step with an
-    event waiting costs beyond one without. Each checkpoint commit is timed on its own.
+    With ``appends="between"`` each round appends events and times three steps: one
+    event with nothing left waiting, one event with another waiting, and ``batch_size``
+    (at least 2) events. A least-squares fit of the step times then separates the fixed
+    cost of a step, its growth with the store's size, the cost per event and the extra
+    cost of a step that leaves events waiting. Over a full store, one-event steps and then
+    ``batch_size``-event steps give the fixed and the per-event cost. Each checkpoint
+    commit is timed on its own.
 
     Parameters
     ----------
@@ -233,8 +269,10 @@ def measure_consumer(
     target
         Where the runner commits: ``"memory"`` or ``"parquet"`` (a temporary folder).
     timer
-        ``"wall"`` seconds (what a live pipeline waits for, including I/O) or ``"cpu"``
-        (process CPU time: steadier on a busy machine).
+        ``"cpu"`` (default: the process's CPU time, polars' threads included; steady on a
+        busy machine, where wall time also counts other programs' turns on the cores) or
+        ``"wall"`` seconds (what a pipeline waits for, I/O included: for a store whose
+        reads wait on the disk).
     seed
         Seed of the generated events.
 
@@ -303,26 +341,8 @@ def measure_consumer(
             commits.append(clock() - t)
 
         runner.target.commit = timed_commit  # type: ignore[method-assign]
-        singles, behind = [], []
-        for _ in range(events // 4):
-            fill(1)
-            t = clock()
-            runner.step(1)
-            singles.append(clock() - t)
-        fill(1)  # one event waiting after each step: the runner looks up the oldest one
-        for _ in range(events // 4):
-            fill(1)
-            t = clock()
-            runner.step(1)
-            behind.append(clock() - t)
-        runner.step(1)
-        batches = []
-        while runner.checkpoint + big <= events:
-            fill(big)
-            t = clock()
-            runner.step(big)
-            batches.append(clock() - t)
-        types = store.scan(to_position=len(singles)).select("event_type").collect()["event_type"]
+        growing = generated and appends == "between"
+        steps = _time_steps(runner, fill, clock, events=events, big=big, growing=growing)
         if not appended:  # the store's own events: time a producer on a scratch store
             scratch, folder = _scratch_store(store)
             folders.append(folder)
@@ -332,22 +352,25 @@ def measure_consumer(
         for folder in folders:
             if folder is not None:
                 folder.cleanup()
-    one = np.asarray(singles)
-    behind_cost = max(float(np.mean(behind)) - float(one.mean()), 0.0)
-    per_event = max((float(np.mean(batches)) - float(one.mean())) / (big - 1), 0.0)
-    overheads = np.clip(one - per_event, 0.0, None)
+    fit = _fit(steps, growing=growing)
+    single = steps.filter((pl.col("events") == 1) & ~pl.col("behind"))
+    # One-event steps as on an empty store: the growth taken out, the event's cost kept.
+    alone = (single["seconds"] - fit["growth"] * single["head"]).to_numpy()
+    overheads = np.clip(alone - fit["mean"], 0.0, None)
     by_type = (
-        pl.DataFrame({"event_type": types.head(one.size), "seconds": one})
+        single.with_columns(pl.Series("alone", alone))
         .group_by("event_type")
-        .agg(pl.len().cast(pl.Int64).alias("steps"), pl.col("seconds").mean().alias("single"))
+        .agg(pl.len().cast(pl.Int64).alias("steps"), pl.col("alone").mean().alias("single"))
         .sort("event_type")
     )
     return ServiceProfile(
-        mean=per_event,
-        cv=float(one.std(ddof=1) / one.mean()),
+        mean=fit["mean"],
+        cv=float(alone.std(ddof=1) / alone.mean()),
         batch_overhead=float(overheads.mean()),
         commit_overhead=float(np.mean(commits)) if commits else 0.0,
-        behind_overhead=behind_cost,
+        behind_overhead=fit["behind"],
+        growth=fit["growth"],
+        behind_growth=fit["behind_growth"],
         append_cost=float(np.mean(appended)),
         batch_size=big,
         by_type=by_type,
@@ -355,3 +378,81 @@ def measure_consumer(
         timer=timer,
         source="generated" if generated else "store",
     )
+
+
+def _time_steps(
+    runner: Any, fill: Any, clock: Any, *, events: int, big: int, growing: bool
+) -> pl.DataFrame:
+    """Time the runner's steps: ``events, behind, head, event_type, seconds`` per step.
+
+    Growing (a live store), each round appends and steps three ways: one event and caught
+    up after it; one event with another waiting after it; ``big`` events. Over a full store
+    (a catch-up), one-event steps and then ``big``-event steps, all with more waiting
+    (counted as not behind: the lookup is part of every such step's fixed cost).
+    """
+    rows = []
+    store = runner.store
+
+    def timed(k: int, behind: bool) -> None:
+        head, start = store.head_position, runner.checkpoint
+        t = clock()
+        runner.step(k)
+        seconds = clock() - t
+        # Read after the step: a read before it would take its reading of new events.
+        first = store.scan(from_position=start, to_position=start + 1).select("event_type")
+        rows.append((k, behind, head, first.collect().item(), seconds))
+
+    if growing:
+        while runner.checkpoint + 3 + big <= events:
+            fill(1)
+            timed(1, False)
+            fill(2)
+            timed(1, True)
+            runner.step(1)
+            fill(big)
+            timed(big, False)
+    else:
+        for _ in range(events // 2):
+            timed(1, False)
+        while runner.checkpoint + big <= events:
+            timed(big, False)
+    return pl.DataFrame(
+        rows, schema=["events", "behind", "head", "event_type", "seconds"], orient="row"
+    )
+
+
+def _fit(steps: pl.DataFrame, *, growing: bool) -> dict[str, float]:
+    """Least squares of step seconds on the step's shape: ``fixed + growth * head + mean *
+    events + behind * (behind + behind_growth * head)``, refitted without outliers; costs
+    below 0 count as 0.
+
+    Over a full store the head does not change and every step is behind: only the fixed
+    cost (lookup included) and the per-event cost can be told apart.
+    """
+    k = steps["events"].cast(pl.Float64).to_numpy()
+    t = steps["seconds"].to_numpy()
+    ones = np.ones_like(k)
+    if growing:
+        h = steps["head"].cast(pl.Float64).to_numpy()
+        w = steps["behind"].cast(pl.Float64).to_numpy()
+        columns = [ones, h, k, w, w * h]
+    else:
+        columns = [ones, k]
+    x = np.column_stack(columns)
+    coef = np.linalg.lstsq(x, t, rcond=None)[0]
+    # Once more without the outliers (a preempted step on a busy machine): they would tilt
+    # the lines; they still count in the fixed costs a simulation draws from.
+    resid = t - x @ coef
+    spread = 1.4826 * np.median(np.abs(resid - np.median(resid)))
+    keep = np.abs(resid) <= 3 * spread if spread > 0 else np.ones(t.size, dtype=bool)
+    if keep.sum() > x.shape[1]:
+        coef = np.linalg.lstsq(x[keep], t[keep], rcond=None)[0]
+    coef = coef.clip(min=0.0)
+    if not growing:
+        return {"mean": float(coef[1]), "growth": 0.0, "behind": 0.0, "behind_growth": 0.0}
+    return {
+        "mean": float(coef[2]),
+        "growth": float(coef[1]),
+        "behind": float(coef[3]),
+        "behind_growth": float(coef[4]),
+    }
