@@ -47,14 +47,15 @@ With `appends="between"` each step's events are appended just before it, as in a
 pipeline (so a step also pays for reading events that were just written). Steps of one event
 give the cost of an event that comes alone; steps of ten give, by difference, what each
 further event adds. What is left is the **fixed cost of a step**, paid however many events it
-applies.
+applies. The times are CPU seconds (`profile.timer`): steady on a busy machine, where wall
+time also counts the turns other programs take on the cores.
 '''),
     ("code", r'''
 projection = es.OrderSummary()
 profile = es.sim.measure_consumer(es.InMemoryEventStore(), projection, appends="between",
                                   batch_size=10, seed=SEED)
 capacity = profile.rate(BATCH_SIZE)
-print(f"one event alone: {profile.single * 1e3:.3f} ms, of which {profile.batch_overhead / profile.single:.0%} "
+print(f"one event alone: {profile.single * 1e3:.3f} ms of CPU, of which {profile.batch_overhead / profile.single:.0%} "
       f"is the step's fixed cost; each further event in a step adds {profile.mean * 1e6:.0f} µs")
 print(f"capacity at batch_size={BATCH_SIZE}: {capacity:,.0f} events/s")
 profile
@@ -148,23 +149,25 @@ for row in table.iter_rows(named=True):
               f"measured {row['measured']:8.3g}  {row['error']:+7.0%}  {verdict(row['error'])}")
 '''),
     ("md", r'''
-Where they differ, look first at the amount of work. The calibration timed the runner with
-nothing else in the interpreter; a live run shares it with a producer thread (each append
-holds the interpreter lock, so the runner waits), with the garbage collector and with the
-other programs on the machine. Each run records the start and end of every step that applied
-events (`run.busy`), so we can set the live consumer's busy share and step times beside the
-forecast's:
+Where they differ, look first at the amount of work. The calibration timed the runner's CPU
+with nothing else in the interpreter; a live run shares the cores with a producer thread
+(each append holds the interpreter lock, so the runner waits), with the garbage collector and
+with the other programs on the machine. Each run records every step that applied events: its
+start and end (`run.busy`) and its CPU seconds (`run.step_cpu`); `run.slowdown` is the steps'
+wall time over their CPU time (1 when the consumer had a core to itself). `compare` already
+runs the forecast at that slowdown (`contention="measured"`); the table sets the live
+consumer's steps and busy share beside the forecast's:
 '''),
     ("code", r'''
 rows = []
 for name, run in runs.items():
-    start, end = run.busy
-    per_step = int(np.isfinite(run.done).sum()) / len(start)
+    per_step = int(np.isfinite(run.done).sum()) / len(run.step_cpu)
     rows.append({
         "setup": name,
         "events per step": per_step,
-        "live ms per step": 1e3 * float(np.mean(end - start)),
-        "profile ms per step": 1e3 * (profile.batch_overhead + per_step * profile.mean),
+        "live CPU ms per step": 1e3 * float(np.mean(run.step_cpu)),
+        "calibrated CPU ms": 1e3 * (profile.batch_overhead + per_step * profile.mean),
+        "slowdown": run.slowdown,
         "live busy": run["utilisation"],
         "forecast busy": run.forecast(seed=SEED)["utilisation"],
     })
@@ -172,14 +175,15 @@ work = pl.DataFrame(rows)
 work
 '''),
     ("code", r'''
-errors = dict(zip(table.filter(pl.col("metric") == "mean_offset_lag")["setup"],
-                  table.filter(pl.col("metric") == "mean_offset_lag")["error"]))
+mean_lag = table.filter(pl.col("metric") == "mean_offset_lag")
+errors = dict(zip(mean_lag["setup"], mean_lag["error"]))
 for row in work.iter_rows(named=True):
     name, error = row["setup"], errors[row["setup"]]
     charged = row["forecast busy"] / row["live busy"]
-    print(f"{name}: the forecast kept the consumer busy {row['forecast busy']:.0%} of the time, the live one "
-          f"was busy {row['live busy']:.0%}; live steps took {row['live ms per step'] / row['profile ms per step']:.2f}x "
-          f"the calibrated cost; the mean offset lag is forecast {error:+.0%}.")
+    print(f"{name}: live steps used {row['live CPU ms per step'] / row['calibrated CPU ms']:.2f}x the calibrated CPU "
+          f"and took {row['slowdown']:.2f}x their CPU time in wall time; the forecast kept the consumer busy "
+          f"{row['forecast busy']:.0%} of the time, the live one was busy {row['live busy']:.0%}; "
+          f"the mean offset lag is forecast {error:+.0%}.")
     if abs(error) <= 0.15:
         print("  -> the mean agrees.")
     elif charged > 1.15 and error > 0:
@@ -198,16 +202,18 @@ What else the model does not see, and where to look for it:
 * **pauses**: garbage-collection pauses and the other programs on this machine stop the
   consumer now and then; the one-event steps the profile draws from contain the pauses seen
   during calibration, not those of the live run;
-* **the producer's luck**: the forecasts of section 2 drew their own Poisson arrivals, while
-  `compare` replays the recorded ones; the two forecasts differ by that alone, and a short
-  run's p95 and max rest on a few dozen events. In numbers, for the mean offset lag:
+* **the producer's luck**: the forecasts of section 2 drew their own Poisson arrivals and
+  knew nothing of the slowdown, while `compare` replays the recorded arrivals at the measured
+  slowdown. In numbers, for the mean offset lag (`contention="none"`: the recorded arrivals
+  with the profile as calibrated):
 '''),
     ("code", r'''
-mean_lag = table.filter(pl.col("metric") == "mean_offset_lag")
 pl.DataFrame({
     "setup": mean_lag["setup"],
     "forecast, its own arrivals": [forecasts[name]["mean_offset_lag"] for name in mean_lag["setup"]],
-    "forecast, the recorded arrivals": mean_lag["predicted"],
+    "recorded arrivals, no contention": [runs[name].forecast(seed=SEED, contention="none")["mean_offset_lag"]
+                                         for name in mean_lag["setup"]],
+    "recorded arrivals, measured contention": mean_lag["predicted"],
     "measured": mean_lag["measured"],
 })
 '''),
