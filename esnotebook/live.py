@@ -8,9 +8,12 @@ time series and metric names as :class:`~esnotebook.sim.LagResult`, and
 
 Threads, not processes: an :class:`~esnotebook.InMemoryEventStore` lives in one process,
 and a consumer next to its producer in one interpreter is the pipeline being forecast. The
-two threads share the GIL: while the producer appends (pure Python), the runner cannot run
-Python, though polars, which does most of a step's reading, releases it. The forecast
-models that share (see :meth:`LiveResult.compare`).
+two threads share the GIL: while the producer appends (pure Python, tens of microseconds
+in memory, milliseconds for a Parquet file), the runner cannot run Python, though polars,
+which does most of a step's reading, releases it. What that costs the runner is part of
+what the run measures; :attr:`LiveResult.cost_ratio` says how far the run's step costs
+were from the profile's (the producer, and other programs on the machine), and
+``compare(costs="run")`` separates that from the queueing model's own error.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import html
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveResult", "run"]
 
-Contention = Literal["measured", "none"]
+Costs = Literal["profile", "run"]
 
 #: Metrics :meth:`LiveResult.compare` puts side by side.
 COMPARED = ("mean_offset_lag", "p95_offset_lag", "max_offset_lag", "p95_time_lag", "drain_time")
@@ -80,9 +83,10 @@ class LiveResult:
         When each event's batch was committed (``inf`` if it never was).
     busy
         ``(start, end)`` of every step that applied events.
-    step_cpu
-        The process CPU seconds of each of those steps (the runner's, and whatever the
-        producer did meanwhile).
+    steps
+        Every step that applied events: ``start, end`` (seconds), ``events``, ``cpu`` (the
+        process CPU seconds it took: the runner's, and whatever the producer did
+        meanwhile), ``waited`` (the consumer had waited for events before it).
     event_types
         Each event's type, in arrival order.
     profile
@@ -96,18 +100,40 @@ class LiveResult:
     arrivals: np.ndarray = field(repr=False)
     done: np.ndarray = field(repr=False)
     busy: tuple[np.ndarray, np.ndarray] = field(repr=False)
-    step_cpu: np.ndarray = field(repr=False)
+    steps: pl.DataFrame = field(repr=False)
     event_types: tuple[str, ...] = field(repr=False)
     profile: ServiceProfile
     settings: dict[str, Any]
 
+    def _step_model(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each step's wall seconds, and what the profile's model gives for it (its size,
+        the store's size, whether it was behind or started after a wait)."""
+        st = self.steps
+        start = st["start"].to_numpy()
+        head = np.searchsorted(self.arrivals, start, side="right")
+        behind = head > np.cumsum(st["events"].to_numpy())
+        model = self.profile.as_wall().step_seconds(
+            st["events"].to_numpy(), head=head, behind=behind, cold=st["waited"].to_numpy()
+        )
+        return st["end"].to_numpy() - start, model
+
     @property
-    def slowdown(self) -> float:
-        """Wall seconds of the consumer's steps over their CPU seconds: how much of the
-        cores it got (1: all it asked for; more when the producer, polars' threads or
-        other programs took turns)."""
-        cpu = float(self.step_cpu.sum())
-        return float((self.busy[1] - self.busy[0]).sum()) / cpu if cpu > 0 else math.nan
+    def cost_ratio(self) -> float:
+        """Wall seconds the consumer's steps took over what the profile's model gives for
+        the same steps: 1 when the profile priced this run's steps right; above 1 when the
+        cores were busier than when it was measured (the producer, other programs)."""
+        if self.steps.height == 0:
+            return math.nan
+        wall, model = self._step_model()
+        return float(wall.sum() / model.sum())
+
+    def run_profile(self) -> ServiceProfile:
+        """The profile with the fixed costs the run's steps really had: each step's wall
+        seconds less the rest of the model, as the distribution batches draw from."""
+        wall, model = self._step_model()
+        profile = self.profile.as_wall()
+        fixed = np.clip(wall - (model - profile.batch_overhead), 0.0, None)
+        return replace(profile, overheads=fixed, batch_overhead=float(fixed.mean()))
 
     def __getitem__(self, metric: str) -> float:
         if metric not in self.metrics:
@@ -128,24 +154,26 @@ class LiveResult:
         return self.timeseries.to_pandas()
 
     def forecast(
-        self, *, seed: int | None = 0, replications: int = 20, contention: Contention = "measured"
+        self, *, seed: int | None = 0, replications: int = 20, costs: Costs = "profile"
     ) -> Any:
         """The :class:`~esnotebook.sim.LagResult` of :func:`~esnotebook.sim.simulate_lag`
         on the recorded arrivals with the run's profile (``replications`` draws of the
         service times; the arrivals are the same in each).
 
-        ``contention="measured"`` (default) scales the profile's CPU costs by the run's
-        :attr:`slowdown`: the consumer's steps took that much more wall time than CPU time,
-        as the producer, polars' threads and other programs shared the cores with it.
-        ``"none"`` uses the profile as measured.
+        ``costs="profile"`` (default) is the forecast proper: the profile as measured
+        before the run, in wall seconds (:meth:`~esnotebook.sim.ServiceProfile.as_wall`).
+        ``costs="run"`` uses :meth:`run_profile`, whose steps cost what
+        they really cost in this run (on a busy machine, wall time with other programs'
+        turns, against the profile's CPU time): what is left of the gap is the queueing
+        model's, not the cost model's.
         """
         from .sim import simulate_lag
 
-        if contention not in ("measured", "none"):
-            raise ValueError(f"'contention' must be 'measured' or 'none' (got {contention!r})")
-        profile = self.profile
-        if contention == "measured" and profile.timer == "cpu" and math.isfinite(self.slowdown):
-            profile = profile.scaled(self.slowdown)
+        if costs not in ("profile", "run"):
+            raise ValueError(f"'costs' must be 'profile' or 'run' (got {costs!r})")
+        profile = self.profile.as_wall()
+        if costs == "run" and self.steps.height:
+            profile = self.run_profile()
         s = self.settings
         recorded = Arrivals(self.arrivals, s["duration"], len(self.arrivals) / s["duration"], None)
         return simulate_lag(
@@ -159,12 +187,12 @@ class LiveResult:
         )
 
     def compare(
-        self, *, seed: int | None = 0, replications: int = 20, contention: Contention = "measured"
+        self, *, seed: int | None = 0, replications: int = 20, costs: Costs = "profile"
     ) -> pl.DataFrame:
         """Predicted beside measured, one row per metric of :data:`COMPARED`.
 
         The prediction simulates the recorded arrivals with the measured profile (the mean
-        over ``replications`` draws of the service times; ``contention`` as in
+        over ``replications`` draws of the service times; ``costs`` as in
         :meth:`forecast`). ``error`` is ``predicted / measured - 1``.
 
         Returns
@@ -172,7 +200,7 @@ class LiveResult:
         polars.DataFrame
             ``metric, predicted, measured, error``.
         """
-        forecast = self.forecast(seed=seed, replications=replications, contention=contention)
+        forecast = self.forecast(seed=seed, replications=replications, costs=costs)
         after = self.settings["rate_change"]
         drains = [
             _drain_time(part, after)
@@ -197,7 +225,8 @@ class LiveResult:
         s = self.settings
         keep = ("events", "throughput", "utilisation", *COMPARED)
         rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(float(self.metrics[k])))}</td></tr>"
+            f"<tr><td>{html.escape(k)}</td>"
+            f"<td>{html.escape(_fmt(float(self.metrics[k])))}</td></tr>"
             for k in keep
         )
         head = (
@@ -216,8 +245,9 @@ class _Pipeline:
         self.batch_size, self.head = batch_size, head
         self.arrived = np.full(len(events), np.nan)
         self.done = np.full(len(events), np.inf)
-        self.busy: list[tuple[float, float]] = []
-        self.cpu: list[float] = []  # process CPU seconds of each step that applied events
+        # Per step that applied events: start, end, events, process CPU seconds, and
+        # whether the consumer had waited for events before it.
+        self.steps: list[tuple[float, float, int, float, bool]] = []
         self.committed = math.nan  # when the runner's last commit returned
         commit = runner.target.commit
 
@@ -233,13 +263,11 @@ class _Pipeline:
 
     def produce(self, t0: float) -> None:
         try:
-            append, clock, sleep = self.store.append, time.perf_counter, time.sleep
+            append, clock, stopped = self.store.append, time.perf_counter, self.stop.wait
             for i, (stream_id, event) in enumerate(self.events):
                 wait = t0 + self.times[i] - clock()
-                if wait > 0:
-                    sleep(wait)
-                if self.stop.is_set():
-                    return
+                if stopped(wait) if wait > 0 else self.stop.is_set():
+                    return  # stopped: a consumer failed, or the caller was interrupted
                 append(stream_id, [event])
                 self.arrived[i] = clock() - t0
                 self.wake.set()
@@ -252,6 +280,7 @@ class _Pipeline:
     def consume(self, t0: float, deadline: float) -> None:
         runner, clock, n = self.runner, time.perf_counter, len(self.events)
         try:
+            waited = True
             while not self.stop.is_set() and clock() < deadline:
                 self.wake.clear()
                 start = runner.checkpoint
@@ -259,12 +288,15 @@ class _Pipeline:
                 k = runner.step(self.batch_size)
                 if k:
                     self.done[start - self.head : start - self.head + k] = self.committed - t0
-                    self.busy.append((began - t0, clock() - t0))
-                    self.cpu.append(time.process_time() - cpu)
+                    self.steps.append(
+                        (began - t0, clock() - t0, k, time.process_time() - cpu, waited)
+                    )
+                    waited = False
                     continue
                 if self.produced.is_set() and runner.checkpoint - self.head >= n:
                     return
                 self.wake.wait(_POLL)
+                waited = True
         except BaseException as exc:  # noqa: BLE001
             self.errors.append(exc)
             self.stop.set()
@@ -304,7 +336,10 @@ def run(
     duration
         Seconds the producer runs.
     consumers
-        Consumer threads; only 1 for now.
+        Consumer threads; 1 for now. A :class:`~esnotebook.ProjectionRunner` reads the
+        store's whole log from its checkpoint, so several competing runners would each
+        need a log of their own partition (of the stream ids), which neither store has
+        yet; runners over the same log would each apply every event.
     batch_size
         Events per runner step.
     seed
@@ -312,9 +347,10 @@ def run(
     profile
         The consumer's :class:`~esnotebook.sim.ServiceProfile` for the forecast. When not
         given it is measured right before the run with
-        :func:`~esnotebook.sim.measure_consumer` (``appends="between"``, CPU time, over
-        as many events as the run will append, between 200 and 1000: an in-memory
-        store's reads after appends slow down as it grows, so the range matters).
+        :func:`~esnotebook.sim.measure_consumer` (``appends="between"``, CPU time, a
+        producer thread at the run's mean rate, over as many events as the run will
+        append, between 200 and 1000: an in-memory store's reads after appends slow down
+        as it grows, so the range matters).
     drain
         Seconds the consumer may go on after the producer stops to catch up (default
         ``duration``); events not processed by then count as never done.
@@ -337,7 +373,9 @@ def run(
     from .runner_targets import Committed, MemoryTarget
 
     if consumers != 1:
-        raise ValueError(f"'consumers' must be 1: one runner per pipeline for now (got {consumers!r})")
+        raise ValueError(
+            f"'consumers' must be 1: one runner per pipeline for now (got {consumers!r})"
+        )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"'batch_size' must be an int >= 1 (got {batch_size!r})")
     ok = isinstance(duration, (int, float)) and not isinstance(duration, bool)
@@ -357,6 +395,7 @@ def run(
         profile = measure_consumer(
             store, projection, events=int(np.clip(times.size, 200, 1000)),
             batch_size=max(batch_size, 10), appends="between", seed=seed,
+            producer_rate=times.size / duration,
         )  # fmt: skip
     profile = profile.at(head)
     # New orders, whatever the store already holds.
@@ -387,7 +426,9 @@ def run(
         raise pipe.errors[0]
     arrived = pipe.arrived[~np.isnan(pipe.arrived)]
     done = np.maximum(pipe.done[: arrived.size], arrived)
-    busy = np.array(pipe.busy, dtype=float).reshape(-1, 2)
+    steps = pl.DataFrame(pipe.steps, schema=["start", "end", "events", "cpu", "waited"],
+                         orient="row")  # fmt: skip
+    busy = steps.select("start", "end").to_numpy().reshape(-1, 2)
     # A producer slower than its schedule (a Parquet store's appends) ends late.
     span = max(float(duration), float(arrived[-1]) if arrived.size else 0.0)
     dt = span / _SAMPLES
@@ -415,7 +456,7 @@ def run(
         arrivals=arrived,
         done=done,
         busy=(busy[:, 0], busy[:, 1]),
-        step_cpu=np.asarray(pipe.cpu),
+        steps=steps,
         event_types=tuple(e.type for _, e in events[: arrived.size]),
         profile=profile,
         settings=settings,

@@ -72,6 +72,7 @@ def serve(
     batch_size: int = 1,
     overhead: float | np.ndarray = 0.0,
     behind: float = 0.0,
+    cold: float = 0.0,
     growth: float = 0.0,
     behind_growth: float = 0.0,
     stored: int = 0,
@@ -84,9 +85,10 @@ def serve(
     times, and marks them all done at the end of the batch. No batch starts during a pause;
     a batch running when a pause begins is suspended and resumes after it. An array
     ``overhead`` (at least one value per event) gives the k-th batch the k-th value. A
-    consumer that finds the next event already waiting when its batch is done spends
-    ``behind`` more seconds (after the batch's events are done) before its next batch.
-    With ``growth`` a batch's fixed cost grows by that many seconds per event in the store
+    batch that leaves events waiting (arrived before it started) keeps its consumer
+    ``behind`` more seconds after its events are done.
+    A batch that starts when its consumer had been waiting for events costs ``cold``
+    more. With ``growth`` a batch's fixed cost grows by that many seconds per event in the store
     when it starts (``stored`` plus the arrivals so far), the ``behind`` cost by
     ``behind_growth`` (reading a store costs more the more it holds).
     """
@@ -95,7 +97,7 @@ def serve(
         empty = np.empty(0)
         return Served(empty, empty, empty)
     p_start, p_end = pauses
-    grows = growth > 0 or behind_growth > 0
+    grows = growth > 0 or behind_growth > 0 or cold > 0
     if batch_size == 1 and not np.isscalar(overhead) and not grows:
         service, overhead = service + overhead[:n], 0.0  # one event per batch: one cost
     simple = np.isscalar(overhead) and overhead == 0 and behind == 0 and not grows and not p_start
@@ -117,7 +119,8 @@ def serve(
     i = 0
     while i < n:
         f = heappop(free)
-        start = a[i] if a[i] > f else f
+        idle = a[i] > f
+        start = a[i] if idle else f
         if n_pauses:
             k = bisect_right(p_start, start) - 1
             if k >= 0 and start < p_end[k]:
@@ -126,7 +129,7 @@ def serve(
         j = bisect_right(a, start, i + 1, hi if hi < n else n)
         cost = overhead if per_batch is None else per_batch[len(ends)]
         if grows:
-            cost += growth * (stored + bisect_right(a, start))
+            cost += growth * (stored + bisect_right(a, start)) + (cold if idle else 0.0)
         end = start + cost + prefix[j] - prefix[i]
         if n_pauses:
             k = bisect_right(p_start, start)
@@ -136,8 +139,8 @@ def serve(
         starts.append(start)
         ends.append(end)
         bounds.append(j)
-        if (behind or grows) and j < n and a[j] <= end:
-            end += behind + behind_growth * (stored + bisect_right(a, end))
+        if (behind or grows) and j < n and a[j] <= start:
+            end += behind + behind_growth * (stored + bisect_right(a, start))
         frees.append(end)
         heappush(free, end)
         i = j

@@ -84,8 +84,8 @@ def _from_profile(
     clash = [name for name, value in given.items() if value is not None]
     if clash:
         raise ValueError(
-            f"service=ServiceProfile(...) sets the service time; leave {', '.join(map(repr, clash))} "
-            "unset"
+            "service=ServiceProfile(...) sets the service time; leave "
+            f"{', '.join(map(repr, clash))} unset"
         )
     return (1 / profile.mean if profile.mean > 0 else math.inf), profile.batch_overhead
 
@@ -310,7 +310,8 @@ def simulate_lag(
         and each batch a fixed cost resampled from the measured ones (mean
         ``batch_overhead``), so at ``batch_size=1`` an event's service time has the
         measured one-event steps' distribution; a batch that ends with events waiting
-        keeps its consumer ``behind_overhead`` longer; both costs grow with the events in
+        keeps its consumer ``behind_overhead`` longer, one started by an idle consumer
+        costs ``cold_overhead`` more; the fixed costs grow with the events in
         the store as measured (``growth``, from ``stored`` events at time 0).
     consumers, partitions
         Consumer count. ``partitions=None`` is one shared queue with competing consumers
@@ -429,6 +430,7 @@ def simulate_lag(
         if profile is not None:
             extra = {
                 "behind": profile.behind_overhead,
+                "cold": profile.cold_overhead,
                 "growth": profile.growth,
                 "behind_growth": profile.behind_growth,
                 "stored": profile.stored,

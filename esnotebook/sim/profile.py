@@ -14,10 +14,12 @@ from __future__ import annotations
 import html
 import math
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from itertools import islice
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -36,6 +38,8 @@ Timer = Literal["wall", "cpu"]
 Appends = Literal["before", "between"]
 _TIMERS = {"wall": time.perf_counter, "cpu": time.process_time}
 _HEADER = ("stream_id", "version", "event_type", "recorded_at")
+#: Seconds a cold step's consumer waits first: a live consumer's wait between events.
+_IDLE = 0.005
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -57,6 +61,9 @@ class ServiceProfile:
     behind_overhead
         Extra seconds a step takes, after its commit, when more events are waiting (the
         runner looks up the oldest one for the time lag it records).
+    cold_overhead
+        Extra seconds of a step that starts after the consumer waited for events: caches
+        gone cold, polars' threads to wake (measured after a 5 ms wait).
     growth, behind_growth
         Seconds the fixed cost and the lookup grow by per event in the store: reading a
         store that was just appended to costs more the more it holds (measured with
@@ -78,6 +85,10 @@ class ServiceProfile:
     timer, source
         ``"wall"`` or ``"cpu"`` seconds; ``"store"`` (the store's own events) or
         ``"generated"`` (order events in a scratch store).
+    wall_ratio
+        Wall seconds of the timed steps over their ``timer`` seconds: with CPU time, how
+        much longer the steps took on the machine as it was (other programs, waking up);
+        :meth:`as_wall` applies it.
 
     Examples
     --------
@@ -91,6 +102,7 @@ class ServiceProfile:
     batch_overhead: float
     commit_overhead: float = 0.0
     behind_overhead: float = 0.0
+    cold_overhead: float = 0.0
     growth: float = 0.0
     behind_growth: float = 0.0
     stored: int = 0
@@ -105,10 +117,12 @@ class ServiceProfile:
     overheads: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     timer: Timer = "wall"
     source: str = "store"
+    wall_ratio: float = 1.0
 
     def __post_init__(self) -> None:
-        names = ("mean", "cv", "batch_overhead", "commit_overhead", "behind_overhead", "growth",
-                 "behind_growth", "append_cost")  # fmt: skip
+        names = ("mean", "cv", "batch_overhead", "commit_overhead", "behind_overhead",
+                 "cold_overhead", "growth", "behind_growth", "append_cost",
+                 "wall_ratio")  # fmt: skip
         for name in names:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -132,15 +146,31 @@ class ServiceProfile:
         ``batch_size``, with :attr:`stored` events in the store: its capacity."""
         return batch_size / (self.fixed_behind + batch_size * self.mean)
 
+    def step_seconds(self, events: Any, *, head: Any, behind: Any, cold: Any) -> np.ndarray:
+        """Mean seconds of steps of ``events`` each, starting with ``head`` events in the
+        store (beyond :attr:`stored`), leaving events waiting (``behind``) or not, after
+        an idle wait (``cold``) or not: the model a simulation runs."""
+        h = self.stored + np.asarray(head, dtype=float)
+        fixed = self.batch_overhead + self.growth * h + self.cold_overhead * np.asarray(cold)
+        late = np.asarray(behind) * (self.behind_overhead + self.behind_growth * h)
+        return fixed + late + self.mean * np.asarray(events, dtype=float)
+
     def scaled(self, factor: float) -> ServiceProfile:
         """Every cost times ``factor``: e.g. CPU seconds as wall seconds on a machine where
         the consumer gets ``1 / factor`` of a core."""
         if not (isinstance(factor, (int, float)) and 0 < factor < math.inf):
             raise ValueError(f"'factor' must be a finite number > 0 (got {factor!r})")
-        names = ("mean", "batch_overhead", "commit_overhead", "behind_overhead", "growth",
-                 "behind_growth")  # fmt: skip
+        names = ("mean", "batch_overhead", "commit_overhead", "behind_overhead",
+                 "cold_overhead", "growth", "behind_growth")  # fmt: skip
         costs = {name: getattr(self, name) * factor for name in names}
         return replace(self, **costs, overheads=self.overheads * factor)
+
+    def as_wall(self) -> ServiceProfile:
+        """The costs in wall seconds: CPU costs times :attr:`wall_ratio` (a profile timed
+        by the wall clock is returned as it is)."""
+        if self.timer == "wall":
+            return self
+        return replace(self.scaled(self.wall_ratio), timer="wall", wall_ratio=1.0)
 
     def at(self, stored: int) -> ServiceProfile:
         """The same consumer on a store already holding ``stored`` events."""
@@ -161,6 +191,7 @@ class ServiceProfile:
             "batch_overhead": self.batch_overhead,
             "commit_overhead": self.commit_overhead,
             "behind_overhead": self.behind_overhead,
+            "cold_overhead": self.cold_overhead,
             "growth": self.growth,
             "behind_growth": self.behind_growth,
             "stored": self.stored,
@@ -169,6 +200,7 @@ class ServiceProfile:
             "rate": self.rate(self.batch_size),
             "timer": self.timer,
             "source": self.source,
+            "wall_ratio": self.wall_ratio,
         }
 
     def to_polars(self) -> pl.DataFrame:
@@ -234,6 +266,7 @@ def measure_consumer(
     appends: Appends = "before",
     target: Literal["memory", "parquet"] = "memory",
     timer: Timer = "cpu",
+    producer_rate: float | None = None,
     seed: int = 0,
 ) -> ServiceProfile:
     """Time a real :class:`~esnotebook.ProjectionRunner` and return its service profile.
@@ -273,6 +306,10 @@ def measure_consumer(
         busy machine, where wall time also counts other programs' turns on the cores) or
         ``"wall"`` seconds (what a pipeline waits for, I/O included: for a store whose
         reads wait on the disk).
+    producer_rate
+        Events per second a background thread appends (to another scratch store) while
+        the steps are timed, as the live producer does: its turns at the interpreter (the
+        GIL) and at the cores are then part of every step's cost. None: no producer.
     seed
         Seed of the generated events.
 
@@ -342,7 +379,8 @@ def measure_consumer(
 
         runner.target.commit = timed_commit  # type: ignore[method-assign]
         growing = generated and appends == "between"
-        steps = _time_steps(runner, fill, clock, events=events, big=big, growing=growing)
+        with _producer(store, producer_rate, seed=seed):
+            steps = _time_steps(runner, fill, clock, events=events, big=big, growing=growing)
         if not appended:  # the store's own events: time a producer on a scratch store
             scratch, folder = _scratch_store(store)
             folders.append(folder)
@@ -353,7 +391,7 @@ def measure_consumer(
             if folder is not None:
                 folder.cleanup()
     fit = _fit(steps, growing=growing)
-    single = steps.filter((pl.col("events") == 1) & ~pl.col("behind"))
+    single = steps.filter((pl.col("events") == 1) & ~pl.col("behind") & ~pl.col("cold"))
     # One-event steps as on an empty store: the growth taken out, the event's cost kept.
     alone = (single["seconds"] - fit["growth"] * single["head"]).to_numpy()
     overheads = np.clip(alone - fit["mean"], 0.0, None)
@@ -371,59 +409,100 @@ def measure_consumer(
         behind_overhead=fit["behind"],
         growth=fit["growth"],
         behind_growth=fit["behind_growth"],
+        cold_overhead=fit["cold"],
         append_cost=float(np.mean(appended)),
         batch_size=big,
         by_type=by_type,
         overheads=overheads,
         timer=timer,
         source="generated" if generated else "store",
+        wall_ratio=float(steps["wall"].sum() / steps["seconds"].sum()),
     )
+
+
+@contextmanager
+def _producer(store: Any, rate: float | None, *, seed: int) -> Iterator[None]:
+    """A thread appending order events at ``rate`` per second into a scratch store of
+    ``store``'s kind while the block runs (nothing when ``rate`` is None)."""
+    if rate is None:
+        yield
+        return
+    if not (isinstance(rate, (int, float)) and 0 < rate < math.inf):
+        raise ValueError(f"'producer_rate' must be a finite number > 0 or None (got {rate!r})")
+    scratch, folder = _scratch_store(store)
+    stop = threading.Event()
+
+    def produce() -> None:
+        while True:  # the same orders again after 1000 events: their streams grow longer
+            for stream_id, event in order_events(1000, seed=seed, tag="-bg"):
+                if stop.wait(1 / rate):
+                    return
+                scratch.append(stream_id, [event])
+
+    thread = threading.Thread(target=produce, name="esnotebook-profile-producer", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        if folder is not None:
+            folder.cleanup()
 
 
 def _time_steps(
     runner: Any, fill: Any, clock: Any, *, events: int, big: int, growing: bool
 ) -> pl.DataFrame:
-    """Time the runner's steps: ``events, behind, head, event_type, seconds`` per step.
+    """Time the runner's steps: ``events, behind, cold, head, event_type, seconds, wall``
+    per step (``seconds`` by ``clock``, ``wall`` always wall time).
 
-    Growing (a live store), each round appends and steps three ways: one event and caught
-    up after it; one event with another waiting after it; ``big`` events. Over a full store
+    Growing (a live store), each round appends and steps four ways: one event after an
+    idle wait (cold), one event right after the last step (warm), both caught up after
+    it; one event with another waiting after it; ``big`` events. Over a full store
     (a catch-up), one-event steps and then ``big``-event steps, all with more waiting
     (counted as not behind: the lookup is part of every such step's fixed cost).
     """
     rows = []
     store = runner.store
 
-    def timed(k: int, behind: bool) -> None:
+    def timed(k: int, *, behind: bool = False, cold: bool = False) -> None:
+        if cold:
+            time.sleep(_IDLE)
         head, start = store.head_position, runner.checkpoint
-        t = clock()
+        t, w = clock(), time.perf_counter()
         runner.step(k)
-        seconds = clock() - t
+        seconds, wall = clock() - t, time.perf_counter() - w
         # Read after the step: a read before it would take its reading of new events.
         first = store.scan(from_position=start, to_position=start + 1).select("event_type")
-        rows.append((k, behind, head, first.collect().item(), seconds))
+        rows.append((k, behind, cold, head, first.collect().item(), seconds, wall))
 
     if growing:
-        while runner.checkpoint + 3 + big <= events:
+        while runner.checkpoint + 4 + big <= events:
             fill(1)
-            timed(1, False)
+            timed(1, cold=True)
+            fill(1)
+            timed(1)
             fill(2)
-            timed(1, True)
+            timed(1, behind=True)
             runner.step(1)
             fill(big)
-            timed(big, False)
+            timed(big)
     else:
         for _ in range(events // 2):
-            timed(1, False)
+            timed(1)
         while runner.checkpoint + big <= events:
-            timed(big, False)
+            timed(big)
     return pl.DataFrame(
-        rows, schema=["events", "behind", "head", "event_type", "seconds"], orient="row"
+        rows,
+        schema=["events", "behind", "cold", "head", "event_type", "seconds", "wall"],
+        orient="row",
     )
 
 
 def _fit(steps: pl.DataFrame, *, growing: bool) -> dict[str, float]:
     """Least squares of step seconds on the step's shape: ``fixed + growth * head + mean *
-    events + behind * (behind + behind_growth * head)``, refitted without outliers; costs
+    events + behind * (behind + behind_growth * head) + cold * cold``, refitted without
+    outliers; costs
     below 0 count as 0.
 
     Over a full store the head does not change and every step is behind: only the fixed
@@ -435,7 +514,8 @@ def _fit(steps: pl.DataFrame, *, growing: bool) -> dict[str, float]:
     if growing:
         h = steps["head"].cast(pl.Float64).to_numpy()
         w = steps["behind"].cast(pl.Float64).to_numpy()
-        columns = [ones, h, k, w, w * h]
+        c = steps["cold"].cast(pl.Float64).to_numpy()
+        columns = [ones, h, k, w, w * h, c]
     else:
         columns = [ones, k]
     x = np.column_stack(columns)
@@ -449,10 +529,12 @@ def _fit(steps: pl.DataFrame, *, growing: bool) -> dict[str, float]:
         coef = np.linalg.lstsq(x[keep], t[keep], rcond=None)[0]
     coef = coef.clip(min=0.0)
     if not growing:
-        return {"mean": float(coef[1]), "growth": 0.0, "behind": 0.0, "behind_growth": 0.0}
+        return {"mean": float(coef[1]), "growth": 0.0, "behind": 0.0, "behind_growth": 0.0,
+                "cold": 0.0}  # fmt: skip
     return {
         "mean": float(coef[2]),
         "growth": float(coef[1]),
         "behind": float(coef[3]),
         "behind_growth": float(coef[4]),
+        "cold": float(coef[5]),
     }
