@@ -47,17 +47,22 @@ With `appends="between"` each step's events are appended just before it, as in a
 pipeline (so a step also pays for reading events that were just written). Steps of one event
 give the cost of an event that comes alone; steps of ten give, by difference, what each
 further event adds. What is left is the **fixed cost of a step**, paid however many events it
-applies. The times are CPU seconds (`profile.timer`): steady on a busy machine, where wall
-time also counts the turns other programs take on the cores.
+applies. The costs are CPU seconds (`profile.timer`), steady on a busy machine;
+`profile.as_wall()` turns them into the wall seconds a pipeline waits, by `wall_ratio`: how
+much longer the timed steps took on the clock than on the CPU. This calibration times the
+consumer alone, to size the setups below; each live run calibrates again with its producer
+running.
 '''),
     ("code", r'''
 projection = es.OrderSummary()
 profile = es.sim.measure_consumer(es.InMemoryEventStore(), projection, appends="between",
                                   batch_size=10, seed=SEED)
-capacity = profile.rate(BATCH_SIZE)
+wall = profile.as_wall()
+capacity = wall.rate(BATCH_SIZE)
 print(f"one event alone: {profile.single * 1e3:.3f} ms of CPU, of which {profile.batch_overhead / profile.single:.0%} "
       f"is the step's fixed cost; each further event in a step adds {profile.mean * 1e6:.0f} µs")
-print(f"capacity at batch_size={BATCH_SIZE}: {capacity:,.0f} events/s")
+print(f"wall / CPU time of the timed steps: {profile.wall_ratio:.2f}; "
+      f"capacity at batch_size={BATCH_SIZE}: {capacity:,.0f} events/s")
 profile
 '''),
     ("md", r'''
@@ -72,7 +77,7 @@ profile.by_type.with_columns((pl.col("single") * 1e3).alias("ms per step"))
 Three setups: a steady producer at half and at four fifths of the capacity, and a burst
 above capacity: half the capacity, then `BURST` times it for the second quarter of the run,
 then half again (the second half leaves the backlog time to drain).
-`simulate_lag(service=profile)` draws each step's fixed cost from the measured ones, so the
+`simulate_lag(service=wall)` draws each step's fixed cost from the measured ones, so the
 forecast inherits the measured variability.
 '''),
     ("code", r'''
@@ -81,7 +86,7 @@ setups = {f"utilisation {u:g}": u * capacity for u in UTILISATIONS}
 setups["burst"] = [(0.0, 0.5 * capacity), (quarter, BURST * capacity), (2 * quarter, 0.5 * capacity)]
 shown = ["mean_offset_lag", "p95_offset_lag", "max_offset_lag", "p95_time_lag"]
 forecasts = {
-    name: es.sim.simulate_lag(rate, service=profile, batch_size=BATCH_SIZE, duration=DURATION,
+    name: es.sim.simulate_lag(rate, service=wall, batch_size=BATCH_SIZE, duration=DURATION,
                               replications=20, progress=False, seed=SEED)
     for name, rate in setups.items()
 }
@@ -93,13 +98,16 @@ pl.DataFrame([{"setup": name, **{m: f[m] for m in shown}} for name, f in forecas
 Each run has a fresh in-memory store, a producer thread appending at the setup's rate and a
 consumer thread stepping a real runner. Both share this machine's two cores (and Python's
 interpreter lock) with each other and with whatever else is running: that competition is
-part of what gets measured. A run stops by itself: after `DURATION` seconds of producing,
-the consumer gets as long again to catch up.
+part of what gets measured. So each run calibrates its own consumer right before it starts,
+with a producer thread appending at the run's mean rate while the steps are timed (that
+producer's turns at the interpreter are then part of every step's cost); `run.profile` is
+that calibration. A run stops by itself: after `DURATION` seconds of producing, the consumer
+gets as long again to catch up.
 '''),
     ("code", r'''
 runs = {
     name: es.live.run(es.InMemoryEventStore(), projection, arrival_rate=rate, duration=DURATION,
-                      batch_size=BATCH_SIZE, seed=SEED, profile=profile)
+                      batch_size=BATCH_SIZE, seed=SEED)
     for name, rate in setups.items()
 }
 runs["burst"]
@@ -107,9 +115,9 @@ runs["burst"]
     ("md", r'''
 ## 4. Predicted beside measured
 
-`compare` replays each run's *recorded* arrivals through the simulator with the measured
-profile, so the producer's randomness is the same on both sides and only the consumer is
-forecast. `error` is `predicted / measured - 1`; `drain_time` (how long the backlog took to
+`compare` replays each run's *recorded* arrivals through the simulator with the run's
+profile (in wall seconds), so the producer's randomness is the same on both sides and only
+the consumer is forecast. `error` is `predicted / measured - 1`; `drain_time` (how long the backlog took to
 clear after the burst) exists only for the burst.
 '''),
     ("code", r'''
@@ -149,29 +157,26 @@ for row in table.iter_rows(named=True):
               f"measured {row['measured']:8.3g}  {row['error']:+7.0%}  {verdict(row['error'])}")
 '''),
     ("md", r'''
-Where they differ, look first at the amount of work. The calibration timed the runner's CPU
-with nothing else in the interpreter; a live run shares the cores with a producer thread
-(each append holds the interpreter lock, so the runner waits), with the garbage collector and
-with the other programs on the machine. Each run records every step that applied events: its
-start and end (`run.busy`) and its CPU seconds (`run.step_cpu`); `run.slowdown` is the steps'
-wall time over their CPU time (1 when the consumer had a core to itself). `compare` already
-runs the forecast at that slowdown (`contention="measured"`); the table sets the live
-consumer's steps and busy share beside the forecast's:
+Where they differ, look first at the cost of the steps. A run records every step that applied
+events (`run.steps`: start, end, events, CPU seconds, whether the consumer had waited for
+events before it), and `run.cost_ratio` is their wall time over what the run's profile gives
+for the very same steps: 1 when the calibration priced them right, above 1 when the cores
+were busier during the run than during the calibration. The busy shares say how much work
+the forecast charged against how much the live consumer did:
 '''),
     ("code", r'''
-rows = []
-for name, run in runs.items():
-    per_step = int(np.isfinite(run.done).sum()) / len(run.step_cpu)
-    rows.append({
+work = pl.DataFrame([
+    {
         "setup": name,
-        "events per step": per_step,
-        "live CPU ms per step": 1e3 * float(np.mean(run.step_cpu)),
-        "calibrated CPU ms": 1e3 * (profile.batch_overhead + per_step * profile.mean),
-        "slowdown": run.slowdown,
+        "events per step": run.steps["events"].mean(),
+        "live ms per step": 1e3 * (run.steps["end"] - run.steps["start"]).mean(),
+        "calibrated one-event step (CPU ms)": 1e3 * run.profile.single,
+        "cost ratio": run.cost_ratio,
         "live busy": run["utilisation"],
         "forecast busy": run.forecast(seed=SEED)["utilisation"],
-    })
-work = pl.DataFrame(rows)
+    }
+    for name, run in runs.items()
+])
 work
 '''),
     ("code", r'''
@@ -180,9 +185,8 @@ errors = dict(zip(mean_lag["setup"], mean_lag["error"]))
 for row in work.iter_rows(named=True):
     name, error = row["setup"], errors[row["setup"]]
     charged = row["forecast busy"] / row["live busy"]
-    print(f"{name}: live steps used {row['live CPU ms per step'] / row['calibrated CPU ms']:.2f}x the calibrated CPU "
-          f"and took {row['slowdown']:.2f}x their CPU time in wall time; the forecast kept the consumer busy "
-          f"{row['forecast busy']:.0%} of the time, the live one was busy {row['live busy']:.0%}; "
+    print(f"{name}: the live steps took {row['cost ratio']:.2f}x what the profile priced them at; the forecast kept "
+          f"the consumer busy {row['forecast busy']:.0%} of the time, the live one was busy {row['live busy']:.0%}; "
           f"the mean offset lag is forecast {error:+.0%}.")
     if abs(error) <= 0.15:
         print("  -> the mean agrees.")
@@ -197,25 +201,36 @@ for row in work.iter_rows(named=True):
     ("md", r'''
 What else the model does not see, and where to look for it:
 
-* **the producer's share of the machine**: `profile.append_cost` is the CPU one append takes;
-  at the burst's rate that is a share of one core the runner cannot use;
-* **pauses**: garbage-collection pauses and the other programs on this machine stop the
-  consumer now and then; the one-event steps the profile draws from contain the pauses seen
-  during calibration, not those of the live run;
-* **the producer's luck**: the forecasts of section 2 drew their own Poisson arrivals and
-  knew nothing of the slowdown, while `compare` replays the recorded arrivals at the measured
-  slowdown. In numbers, for the mean offset lag (`contention="none"`: the recorded arrivals
-  with the profile as calibrated):
+* **the machine's other work**: the calibration and the run are seconds apart, and the other
+  programs on the machine need not have been as busy in both; the cost ratio above says by
+  how much that mattered;
+* **pauses**: garbage-collection pauses stop the consumer now and then; the one-event steps
+  the profile draws from contain the pauses seen during calibration, not those of the run;
+* **the producer's luck**: the forecasts of section 2 drew their own Poisson arrivals, while
+  `compare` replays the recorded ones.
+
+`forecast(costs="run")` separates the two models: it prices every step at what the run's
+steps really cost, so what is left of its error belongs to the queueing model alone. For the
+mean offset lag:
 '''),
     ("code", r'''
-pl.DataFrame({
+by_costs = pl.DataFrame({
     "setup": mean_lag["setup"],
     "forecast, its own arrivals": [forecasts[name]["mean_offset_lag"] for name in mean_lag["setup"]],
-    "recorded arrivals, no contention": [runs[name].forecast(seed=SEED, contention="none")["mean_offset_lag"]
-                                         for name in mean_lag["setup"]],
-    "recorded arrivals, measured contention": mean_lag["predicted"],
+    "forecast, recorded arrivals": mean_lag["predicted"],
+    "forecast, the run's step costs": [runs[name].forecast(seed=SEED, costs="run")["mean_offset_lag"]
+                                       for name in mean_lag["setup"]],
     "measured": mean_lag["measured"],
 })
+calibrated = (by_costs["forecast, recorded arrivals"] / by_costs["measured"] - 1).abs().median()
+queueing = (by_costs["forecast, the run's step costs"] / by_costs["measured"] - 1).abs().median()
+print(f"median error of the mean offset lag: {calibrated:.0%} with the calibration's step costs, "
+      f"{queueing:.0%} with the steps' real costs")
+if queueing < calibrated:
+    print("-> the queueing model does better when it knows what the steps cost: most of the gap is the cost calibration's.")
+else:
+    print("-> knowing the real step costs does not help: the gap is the queueing model's (batching, timing), not the costs'.")
+by_costs
 '''),
     ("md", r'''
 Rerun the notebook: the numbers move, and the sentences with them.
@@ -225,29 +240,29 @@ Rerun the notebook: the numbers move, and the sentences with them.
 
 During the burst the producer outruns a consumer stepping `BATCH_SIZE` events at a time.
 Batching spreads each step's fixed cost over more events. **What is the smallest batch size
-whose capacity (by the profile) is above the burst's rate?** Use `profile.rate(batch_size)`.
+whose capacity (by the calibration) is above the burst's rate?** Use `wall.rate(batch_size)`.
 The reference answer is filled in; the live run after it shows what that batch size does to
 the burst for real, and the check verifies the answer is the smallest that keeps up.
 '''),
     ("code", r'''
 burst_rate = BURST * capacity
-keeps_up = next(b for b in range(1, 10_000) if profile.rate(b) > burst_rate)
+keeps_up = next(b for b in range(1, 10_000) if wall.rate(b) > burst_rate)
 keeps_up
 '''),
     ("code", r'''
 batched = es.live.run(es.InMemoryEventStore(), projection, arrival_rate=setups["burst"], duration=DURATION,
-                      batch_size=keeps_up, seed=SEED, profile=profile)
+                      batch_size=keeps_up, seed=SEED)
 pl.concat([runs["burst"].compare(seed=SEED).select(pl.lit(BATCH_SIZE).alias("batch_size"), pl.all()),
            batched.compare(seed=SEED).select(pl.lit(keeps_up).alias("batch_size"), pl.all())])
 '''),
     ("code", r'''
-# Check: the profile's capacity at your batch size beats the burst, and one less does not.
-assert profile.rate(keeps_up) > burst_rate, (
-    f"at batch_size={keeps_up} the consumer applies {profile.rate(keeps_up):,.0f} events/s, "
+# Check: the calibrated capacity at your batch size beats the burst, and one less does not.
+assert wall.rate(keeps_up) > burst_rate, (
+    f"at batch_size={keeps_up} the consumer applies {wall.rate(keeps_up):,.0f} events/s, "
     f"below the burst's {burst_rate:,.0f}")
-assert keeps_up == 1 or profile.rate(keeps_up - 1) <= burst_rate, (
+assert keeps_up == 1 or wall.rate(keeps_up - 1) <= burst_rate, (
     f"batch_size={keeps_up - 1} keeps up too: the answer is not the smallest")
-print(f"correct: batch_size={keeps_up} applies {profile.rate(keeps_up):,.0f} events/s "
+print(f"correct: batch_size={keeps_up} applies {wall.rate(keeps_up):,.0f} events/s "
       f"against a burst of {burst_rate:,.0f}")
 '''),
 ]
