@@ -66,8 +66,9 @@ def one_case(
         )  # fmt: skip
         live = es.live.run(_store(kind, Path(tmp) / "live"), OrderSummary(), arrival_rate=rate,
                            duration=duration, profile=profile, seed=seed)  # fmt: skip
-        ratio = pl.lit(live.cost_ratio).alias("cost_ratio")
-        return {c: live.compare(seed=seed, costs=c).with_columns(ratio) for c in ("profile", "run")}
+        extra = [pl.lit(live.cost_ratio).alias("cost_ratio"),
+                 pl.lit(live["utilisation"]).alias("utilisation")]  # fmt: skip
+        return {c: live.compare(seed=seed, costs=c).with_columns(extra) for c in ("profile", "run")}
 
 
 def main() -> None:
@@ -100,7 +101,8 @@ def main() -> None:
                   f"{statistics.median(m):>10.4g} {statistics.median(e):>+8.1%} "
                   f"{f'[{min(e):+.0%},{max(e):+.0%}]':>11} {e_run:>+10.1%}")  # fmt: skip
         ratio = statistics.median(r["profile"]["cost_ratio"][0] for r in runs)
-        print(f"{name:<18} {'(cost ratio)':<16} {ratio:>10.3g}")
+        busy = statistics.median(r["profile"]["utilisation"][0] for r in runs)
+        print(f"{name:<18} {'(cost ratio)':<16} {ratio:>10.3g}   measured utilisation {busy:.2f}")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ Costs = Literal["profile", "run"]
 #: Metrics :meth:`LiveResult.compare` puts side by side.
 COMPARED = ("mean_offset_lag", "p95_offset_lag", "max_offset_lag", "p95_time_lag", "drain_time")
 _SAMPLES = 2000
+#: Consecutive steps' costs a forecast with the run's costs draws together.
+_BLOCK = 20
 #: How long an idle consumer waits for the producer's signal before looking again.
 _POLL = 0.05
 
@@ -107,14 +109,17 @@ class LiveResult:
 
     def _step_model(self) -> tuple[np.ndarray, np.ndarray]:
         """Each step's wall seconds, and what the profile's model gives for it (its size,
-        the store's size, whether it was behind or started after a wait)."""
+        the reads of fresh appends before it, whether it was behind or started after a
+        wait)."""
         st = self.steps
         start = st["start"].to_numpy()
-        head = np.searchsorted(self.arrivals, start, side="right")
-        behind = head > np.cumsum(st["events"].to_numpy())
+        arrived = np.searchsorted(self.arrivals, start, side="right")
+        fresh = np.diff(arrived, prepend=0) > 0
+        behind = arrived > np.cumsum(st["events"].to_numpy())
         model = self.profile.as_wall().step_seconds(
-            st["events"].to_numpy(), head=head, behind=behind, cold=st["waited"].to_numpy()
-        )
+            st["events"].to_numpy(), reads=np.cumsum(fresh) - fresh, behind=behind,
+            cold=st["waited"].to_numpy(),
+        )  # fmt: skip
         return st["end"].to_numpy() - start, model
 
     @property
@@ -129,11 +134,12 @@ class LiveResult:
 
     def run_profile(self) -> ServiceProfile:
         """The profile with the fixed costs the run's steps really had: each step's wall
-        seconds less the rest of the model, as the distribution batches draw from."""
+        seconds less the rest of the model, drawn in runs of consecutive steps (slow
+        stretches of a busy machine last longer than a step)."""
         wall, model = self._step_model()
         profile = self.profile.as_wall()
         fixed = np.clip(wall - (model - profile.batch_overhead), 0.0, None)
-        return replace(profile, overheads=fixed, batch_overhead=float(fixed.mean()))
+        return replace(profile, overheads=fixed, batch_overhead=float(fixed.mean()), block=_BLOCK)
 
     def __getitem__(self, metric: str) -> float:
         if metric not in self.metrics:
@@ -397,7 +403,6 @@ def run(
             batch_size=max(batch_size, 10), appends="between", seed=seed,
             producer_rate=times.size / duration,
         )  # fmt: skip
-    profile = profile.at(head)
     # New orders, whatever the store already holds.
     events = list(order_events(times.size, seed=rng, tag=f"-at{head}" if head else ""))
     target = MemoryTarget()

@@ -573,11 +573,15 @@ def plot_forecast_vs_measured(live: Any, *, ax: Any = None, seed: int | None = 0
 
     ax = _axes(ax)
     forecast = live.forecast(seed=seed).timeseries
-    band = forecast.group_by("time").agg(
-        pl.col("offset_lag").mean().alias("mean"),
-        pl.col("offset_lag").quantile(0.05).alias("low"),
-        pl.col("offset_lag").quantile(0.95).alias("high"),
-    ).sort("time")
+    band = (
+        forecast.group_by("time")
+        .agg(
+            pl.col("offset_lag").mean().alias("mean"),
+            pl.col("offset_lag").quantile(0.05).alias("low"),
+            pl.col("offset_lag").quantile(0.95).alias("high"),
+        )
+        .sort("time")
+    )
     t = band["time"].to_numpy()
     ax.fill_between(t, band["low"].to_numpy(), band["high"].to_numpy(), alpha=0.25,
                     color="tab:orange", label="forecast 5–95%")  # fmt: skip

@@ -72,11 +72,12 @@ def test_behind_cost_is_paid_only_when_events_are_waiting():
     assert out.done.tolist() == [1.0, 2.5, 11.0]
 
 
-def test_fixed_cost_grows_with_the_events_in_the_store():
-    """growth: each batch's fixed cost grows by `growth` per stored event at its start."""
-    out = serve(np.array([0.0, 10.0]), np.full(2, 1.0), overhead=0.5, growth=0.01, stored=100)
-    # batch 1: 101 events stored (100 + itself); batch 2: 102.
-    assert out.done.tolist() == pytest.approx([1.5 + 1.01, 10 + 1.5 + 1.02])
+def test_fixed_cost_grows_with_the_reads_of_fresh_appends():
+    """growth: each batch's fixed cost grows by `growth` per earlier read of fresh appends
+    (an in-memory store's frame gains a chunk per such read)."""
+    out = serve(np.array([0.0, 10.0]), np.full(2, 1.0), overhead=0.5, growth=0.01, reads=100)
+    # batch 1: after 100 reads; batch 2: after 101 (batch 1 read a fresh event).
+    assert out.done.tolist() == pytest.approx([1.5 + 1.0, 10 + 1.5 + 1.01])
 
 
 def test_profile_at_and_scaled():
@@ -105,7 +106,7 @@ def test_measure_consumer_generates_events_in_a_scratch_store(kind, tmp_path):
     """Too few events, or appends='between': generated order events in a scratch store
     of the same kind; the user's store is never written to."""
     store = es.InMemoryEventStore() if kind == "memory" else es.ParquetEventStore(tmp_path / "s")
-    p = measure_consumer(store, OrderSummary(), events=40, appends="between")
+    p = measure_consumer(store, OrderSummary(), events=80, appends="between")
     assert p.source == "generated"
     assert store.head_position == 0
     assert p.single > 0 and p.append_cost > 0 and p.cv > 0
@@ -126,6 +127,10 @@ def test_a_vectorised_projection_costs_more_per_step_than_per_event():
         ({"batch_size": 0}, "'batch_size' must be an int >= 1 (got 0)"),
         ({"appends": "during"}, "'appends' must be 'before' or 'between' (got 'during')"),
         ({"timer": "gpu"}, "'timer' must be 'wall' or 'cpu' (got 'gpu')"),
+        (
+            {"appends": "between", "events": 50},
+            "'events' must be >= 72 for appends='between' with batch_size=10: three rounds",
+        ),
         ({"target": "disk"}, "'target' must be 'memory' or 'parquet' (got 'disk')"),
     ],
 )
@@ -161,3 +166,10 @@ def test_service_profile_bad_values(kwargs, message):
     values = {"mean": 0.001, "cv": 0.1, "batch_overhead": 0.001} | kwargs
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ServiceProfile(**values)
+
+
+def test_overheads_drawn_in_blocks_keep_consecutive_measurements_together():
+    p = ServiceProfile(mean=0.0, cv=1.0, batch_overhead=5.0, overheads=np.arange(10.0), block=4)
+    drawn = p.draw_overheads(12, np.random.default_rng(0))
+    runs = drawn.reshape(3, 4)
+    assert np.all((np.diff(runs, axis=1) == 1) | (np.diff(runs, axis=1) == -9))  # wraps at 10

@@ -75,7 +75,7 @@ def serve(
     cold: float = 0.0,
     growth: float = 0.0,
     behind_growth: float = 0.0,
-    stored: int = 0,
+    reads: int = 0,
     pauses: tuple[list[float], list[float]] = ([], []),
 ) -> Served:
     """Serve events (sorted by ``arrival``) from one shared FIFO queue.
@@ -86,11 +86,12 @@ def serve(
     a batch running when a pause begins is suspended and resumes after it. An array
     ``overhead`` (at least one value per event) gives the k-th batch the k-th value. A
     batch that leaves events waiting (arrived before it started) keeps its consumer
-    ``behind`` more seconds after its events are done.
-    A batch that starts when its consumer had been waiting for events costs ``cold``
-    more. With ``growth`` a batch's fixed cost grows by that many seconds per event in the store
-    when it starts (``stored`` plus the arrivals so far), the ``behind`` cost by
-    ``behind_growth`` (reading a store costs more the more it holds).
+    ``behind`` more seconds after its events are done. A batch that starts when its
+    consumer had been waiting for events costs ``cold`` more. With ``growth`` a batch's
+    fixed cost grows by that many seconds per earlier read of fresh appends (``reads``,
+    plus each batch so far that found events arrived since the last one started), the
+    ``behind`` cost by ``behind_growth`` (an in-memory store's frame gains a chunk per
+    such read, and every read walks them all).
     """
     n = len(arrival)
     if n == 0:
@@ -117,6 +118,7 @@ def serve(
     heappop, heappush = heapq.heappop, heapq.heappush
     # Plain conditionals rather than max()/min(): this loop runs once per batch.
     i = 0
+    chunks, seen = reads, 0  # reads of fresh appends so far; arrivals at the last one
     while i < n:
         f = heappop(free)
         idle = a[i] > f
@@ -129,7 +131,8 @@ def serve(
         j = bisect_right(a, start, i + 1, hi if hi < n else n)
         cost = overhead if per_batch is None else per_batch[len(ends)]
         if grows:
-            cost += growth * (stored + bisect_right(a, start)) + (cold if idle else 0.0)
+            arrived = bisect_right(a, start)
+            cost += growth * chunks + (cold if idle else 0.0)
         end = start + cost + prefix[j] - prefix[i]
         if n_pauses:
             k = bisect_right(p_start, start)
@@ -140,7 +143,9 @@ def serve(
         ends.append(end)
         bounds.append(j)
         if (behind or grows) and j < n and a[j] <= start:
-            end += behind + behind_growth * (stored + bisect_right(a, start))
+            end += behind + behind_growth * chunks
+        if grows and arrived > seen:  # this batch read fresh appends: one more chunk
+            chunks, seen = chunks + 1, arrived
         frees.append(end)
         heappush(free, end)
         i = j

@@ -312,7 +312,7 @@ def simulate_lag(
         measured one-event steps' distribution; a batch that ends with events waiting
         keeps its consumer ``behind_overhead`` longer, one started by an idle consumer
         costs ``cold_overhead`` more; the fixed costs grow with the events in
-        the store as measured (``growth``, from ``stored`` events at time 0).
+        the store as measured (``growth``, from ``reads`` reads at time 0).
     consumers, partitions
         Consumer count. ``partitions=None`` is one shared queue with competing consumers
         (M/M/c); a number keys each event to a random partition, partitions are assigned
@@ -433,7 +433,7 @@ def simulate_lag(
                 "cold": profile.cold_overhead,
                 "growth": profile.growth,
                 "behind_growth": profile.behind_growth,
-                "stored": profile.stored,
+                "reads": profile.reads,
             }
         if profile is None:
             unit, costs = _service_draw(service, cv, n, rng), overhead

@@ -65,12 +65,14 @@ class ServiceProfile:
         Extra seconds of a step that starts after the consumer waited for events: caches
         gone cold, polars' threads to wake (measured after a 5 ms wait).
     growth, behind_growth
-        Seconds the fixed cost and the lookup grow by per event in the store: reading a
-        store that was just appended to costs more the more it holds (measured with
+        Seconds the fixed cost and the lookup grow by per earlier read of fresh appends:
+        an :class:`~esnotebook.InMemoryEventStore` adds a chunk to its frame each time it
+        is read after appends, and every later read walks all the chunks (measured with
         ``appends="between"``; 0 otherwise). ``batch_overhead``, ``overheads`` and
-        ``behind_overhead`` are the costs on an empty store.
-    stored
-        Events in the store when a simulation with this profile starts (see :meth:`at`).
+        ``behind_overhead`` are the costs with no such reads yet.
+    reads
+        Reads of fresh appends the store has had when a simulation with this profile
+        starts (see :meth:`at`).
     append_cost
         Mean CPU seconds the producer spends on one append into a store of the same kind
         (the live producer's share of the interpreter, see :mod:`esnotebook.live`).
@@ -89,6 +91,9 @@ class ServiceProfile:
         Wall seconds of the timed steps over their ``timer`` seconds: with CPU time, how
         much longer the steps took on the machine as it was (other programs, waking up);
         :meth:`as_wall` applies it.
+    block
+        Overheads are drawn in runs of this many consecutive measured ones (1: each on
+        its own); for costs measured in order, whose slow steps come in stretches.
 
     Examples
     --------
@@ -105,7 +110,7 @@ class ServiceProfile:
     cold_overhead: float = 0.0
     growth: float = 0.0
     behind_growth: float = 0.0
-    stored: int = 0
+    reads: int = 0
     append_cost: float = 0.0
     batch_size: int = 1
     by_type: pl.DataFrame = field(
@@ -118,6 +123,7 @@ class ServiceProfile:
     timer: Timer = "wall"
     source: str = "store"
     wall_ratio: float = 1.0
+    block: int = 1
 
     def __post_init__(self) -> None:
         names = ("mean", "cv", "batch_overhead", "commit_overhead", "behind_overhead",
@@ -127,6 +133,8 @@ class ServiceProfile:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name!r} must be a finite number >= 0 (got {value!r})")
+        if isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 1:
+            raise ValueError(f"'block' must be an int >= 1 (got {self.block!r})")
         if self.mean + self.batch_overhead <= 0:
             raise ValueError("a ServiceProfile needs 'mean' or 'batch_overhead' > 0 (got both 0)")
 
@@ -137,20 +145,20 @@ class ServiceProfile:
 
     @property
     def fixed_behind(self) -> float:
-        """Mean fixed seconds of a step that leaves events waiting, at :attr:`stored`."""
+        """Mean fixed seconds of a step that leaves events waiting, after :attr:`reads`."""
         fixed = self.batch_overhead + self.behind_overhead
-        return fixed + (self.growth + self.behind_growth) * self.stored
+        return fixed + (self.growth + self.behind_growth) * self.reads
 
     def rate(self, batch_size: int = 1) -> float:
         """Events per second one consumer sustains when behind, with full batches of
-        ``batch_size``, with :attr:`stored` events in the store: its capacity."""
+        ``batch_size``, after :attr:`reads` reads of fresh appends: its capacity."""
         return batch_size / (self.fixed_behind + batch_size * self.mean)
 
-    def step_seconds(self, events: Any, *, head: Any, behind: Any, cold: Any) -> np.ndarray:
-        """Mean seconds of steps of ``events`` each, starting with ``head`` events in the
-        store (beyond :attr:`stored`), leaving events waiting (``behind``) or not, after
-        an idle wait (``cold``) or not: the model a simulation runs."""
-        h = self.stored + np.asarray(head, dtype=float)
+    def step_seconds(self, events: Any, *, reads: Any, behind: Any, cold: Any) -> np.ndarray:
+        """Mean seconds of steps of ``events`` each, after ``reads`` reads of fresh appends
+        (beyond :attr:`reads`), leaving events waiting (``behind``) or not, after an idle
+        wait (``cold``) or not: the model a simulation runs."""
+        h = self.reads + np.asarray(reads, dtype=float)
         fixed = self.batch_overhead + self.growth * h + self.cold_overhead * np.asarray(cold)
         late = np.asarray(behind) * (self.behind_overhead + self.behind_growth * h)
         return fixed + late + self.mean * np.asarray(events, dtype=float)
@@ -172,17 +180,25 @@ class ServiceProfile:
             return self
         return replace(self.scaled(self.wall_ratio), timer="wall", wall_ratio=1.0)
 
-    def at(self, stored: int) -> ServiceProfile:
-        """The same consumer on a store already holding ``stored`` events."""
-        if isinstance(stored, bool) or not isinstance(stored, int) or stored < 0:
-            raise ValueError(f"'stored' must be an int >= 0 (got {stored!r})")
-        return replace(self, stored=stored)
+    def at(self, reads: int) -> ServiceProfile:
+        """The same consumer on a store already read ``reads`` times after appends (with
+        one event per append and per step, about the events it holds)."""
+        if isinstance(reads, bool) or not isinstance(reads, int) or reads < 0:
+            raise ValueError(f"'reads' must be an int >= 0 (got {reads!r})")
+        return replace(self, reads=reads)
 
     def draw_overheads(self, n: int, rng: np.random.Generator) -> np.ndarray | float:
-        """``n`` batch overheads resampled from the measured ones (their mean if none)."""
-        if self.overheads.size == 0:
+        """``n`` batch overheads resampled from the measured ones (their mean if none), in
+        runs of :attr:`block` consecutive ones (a moving-block bootstrap: slow stretches,
+        when the machine was busy, stay together)."""
+        m = self.overheads.size
+        if m == 0:
             return self.batch_overhead
-        return rng.choice(self.overheads, size=n)
+        if self.block == 1:
+            return rng.choice(self.overheads, size=n)
+        starts = rng.integers(0, m, size=-(-n // self.block))
+        index = (starts[:, None] + np.arange(self.block)).ravel()[:n] % m
+        return self.overheads[index]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -194,7 +210,7 @@ class ServiceProfile:
             "cold_overhead": self.cold_overhead,
             "growth": self.growth,
             "behind_growth": self.behind_growth,
-            "stored": self.stored,
+            "reads": self.reads,
             "append_cost": self.append_cost,
             "batch_size": self.batch_size,
             "rate": self.rate(self.batch_size),
@@ -342,6 +358,11 @@ def measure_consumer(
         raise TypeError(f"'store' must be an esnotebook event store (got {type(store).__name__})")
     clock = _TIMERS[timer]
     big = max(batch_size, 2)
+    if appends == "between" and events < 3 * (4 + 2 * big):
+        raise ValueError(
+            f"'events' must be >= {3 * (4 + 2 * big)} for appends='between' with "
+            f"batch_size={batch_size}: three rounds of timed steps (got {events})"
+        )
     generated = appends == "between" or store.head_position < events
     folders = []
     feed = iter(())
@@ -393,7 +414,7 @@ def measure_consumer(
     fit = _fit(steps, growing=growing)
     single = steps.filter((pl.col("events") == 1) & ~pl.col("behind") & ~pl.col("cold"))
     # One-event steps as on an empty store: the growth taken out, the event's cost kept.
-    alone = (single["seconds"] - fit["growth"] * single["head"]).to_numpy()
+    alone = (single["seconds"] - fit["growth"] * single["reads"]).to_numpy()
     overheads = np.clip(alone - fit["mean"], 0.0, None)
     by_type = (
         single.with_columns(pl.Series("alone", alone))
@@ -453,40 +474,50 @@ def _producer(store: Any, rate: float | None, *, seed: int) -> Iterator[None]:
 def _time_steps(
     runner: Any, fill: Any, clock: Any, *, events: int, big: int, growing: bool
 ) -> pl.DataFrame:
-    """Time the runner's steps: ``events, behind, cold, head, event_type, seconds, wall``
-    per step (``seconds`` by ``clock``, ``wall`` always wall time).
+    """Time the runner's steps: ``events, behind, cold, reads, event_type, seconds, wall``
+    per step (``reads``: earlier reads of fresh appends; ``seconds`` by ``clock``,
+    ``wall`` always wall time).
 
     Growing (a live store), each round appends and steps four ways: one event after an
     idle wait (cold), one event right after the last step (warm), both caught up after
-    it; one event with another waiting after it; ``big`` events. Over a full store
+    it; one event with another waiting after it; ``big`` events; then ``big`` untimed
+    one-event steps, so that the reads of fresh appends (whose number the fixed cost
+    grows with) span about the range a live runner reaches. Over a full store
     (a catch-up), one-event steps and then ``big``-event steps, all with more waiting
     (counted as not behind: the lookup is part of every such step's fixed cost).
     """
     rows = []
     store = runner.store
+    reads = 0
 
     def timed(k: int, *, behind: bool = False, cold: bool = False) -> None:
+        nonlocal reads
         if cold:
             time.sleep(_IDLE)
-        head, start = store.head_position, runner.checkpoint
+        start = runner.checkpoint
         t, w = clock(), time.perf_counter()
         runner.step(k)
         seconds, wall = clock() - t, time.perf_counter() - w
         # Read after the step: a read before it would take its reading of new events.
         first = store.scan(from_position=start, to_position=start + 1).select("event_type")
-        rows.append((k, behind, cold, head, first.collect().item(), seconds, wall))
+        rows.append((k, behind, cold, reads, first.collect().item(), seconds, wall))
+        reads += growing  # each timed step of a growing store reads fresh appends
 
     if growing:
-        while runner.checkpoint + 4 + big <= events:
+        while runner.checkpoint + 4 + 2 * big <= events:
             fill(1)
             timed(1, cold=True)
             fill(1)
             timed(1)
             fill(2)
             timed(1, behind=True)
-            runner.step(1)
+            runner.step(1)  # nothing appended since the last read: no new chunk
             fill(big)
             timed(big)
+            for _ in range(big):  # untimed reads, as many as a live runner makes per event
+                fill(1)
+                runner.step(1)
+                reads += 1
     else:
         for _ in range(events // 2):
             timed(1)
@@ -494,25 +525,25 @@ def _time_steps(
             timed(big)
     return pl.DataFrame(
         rows,
-        schema=["events", "behind", "cold", "head", "event_type", "seconds", "wall"],
+        schema=["events", "behind", "cold", "reads", "event_type", "seconds", "wall"],
         orient="row",
     )
 
 
 def _fit(steps: pl.DataFrame, *, growing: bool) -> dict[str, float]:
-    """Least squares of step seconds on the step's shape: ``fixed + growth * head + mean *
-    events + behind * (behind + behind_growth * head) + cold * cold``, refitted without
+    """Least squares of step seconds on the step's shape: ``fixed + growth * reads + mean *
+    events + behind * (behind + behind_growth * reads) + cold * cold``, refitted without
     outliers; costs
     below 0 count as 0.
 
-    Over a full store the head does not change and every step is behind: only the fixed
+    Over a full store nothing is appended and every step is behind: only the fixed
     cost (lookup included) and the per-event cost can be told apart.
     """
     k = steps["events"].cast(pl.Float64).to_numpy()
     t = steps["seconds"].to_numpy()
     ones = np.ones_like(k)
     if growing:
-        h = steps["head"].cast(pl.Float64).to_numpy()
+        h = steps["reads"].cast(pl.Float64).to_numpy()
         w = steps["behind"].cast(pl.Float64).to_numpy()
         c = steps["cold"].cast(pl.Float64).to_numpy()
         columns = [ones, h, k, w, w * h, c]
