@@ -495,13 +495,13 @@ def _forecast_section(figures: Path, seed: int) -> Section:
     from .store.memory import InMemoryEventStore
 
     projection = OrderSummary()
-    # A first, short calibration sizes the burst; the run calibrates its consumer again
+    # A first calibration sizes the burst; the run calibrates its consumer again
     # with its producer running, and forecasts with that.
     alone, sizing_s = _timed(
-        lambda: measure_consumer(InMemoryEventStore(), projection, events=200,
-                                 appends="between", seed=seed)
-    )  # fmt: skip
-    capacity = alone.as_wall().rate(1)
+        lambda: measure_consumer(InMemoryEventStore(), projection, appends="between", seed=seed)
+    )
+    # Reads of fresh appends cost more as the store fills: the capacity a third of the way in.
+    capacity = alone.as_wall().at(int(alone.as_wall().rate(1) * LIVE_DURATION / 3)).rate(1)
     schedule = [(start, share * capacity) for start, share in LIVE_BURST]
     live, live_s = _timed(
         lambda: run(InMemoryEventStore(), projection, arrival_rate=schedule,
