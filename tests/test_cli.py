@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -198,7 +199,7 @@ def test_python_dash_m_esnotebook_demo_runs_as_a_subprocess(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # no progress bars or warnings under TQDM_DISABLE
-    assert (out / "report.html").is_file() and len(list((out / "figures").glob("*.png"))) == 5
+    assert (out / "report.html").is_file() and len(list((out / "figures").glob("*.png"))) == 6
     summary = parse_summary(proc.stdout)
     check_against_store(summary, es.ParquetEventStore(out / "store"))
     assert summary["streams"] == 150
@@ -225,7 +226,7 @@ def test_the_tour_writes_a_report_whose_figures_all_exist(toured):
     assert report.is_file() and summary.tour.report == report
     text = report.read_text()
     sources = re.findall(r"<img src='([^']+)'", text)
-    assert len(sources) == 5 and len(summary.tour.figures) == 5
+    assert len(sources) == 6 and len(summary.tour.figures) == 6
     for src in sources:
         png = out / src
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", src
@@ -321,3 +322,36 @@ def test_the_snapshot_model_replays_the_same_tail_as_was_measured(toured):
         float(facts["snapshots.mean_tail"]), abs=0.11
     )
     assert float(facts["snapshots.model_full_ms"]) > 0
+
+
+def test_the_forecast_section_sets_a_live_run_beside_the_forecast_of_its_arrivals(toured):
+    """The report's live run produced the burst it was given (the event count is the
+    schedule's Poisson count), and shows its compare table, the errors as predicted /
+    measured - 1, and the overlay figure."""
+    from esnotebook.live import COMPARED
+    from esnotebook.report import read_facts
+    from esnotebook.tour import LIVE_BURST, LIVE_DURATION
+
+    out, _, said = toured
+    facts = read_facts(out / "report.html")
+    starts = [start for start, _ in LIVE_BURST] + [LIVE_DURATION]
+    shares = sum(share * (b - a) for (a, share), b in zip(LIVE_BURST, starts[1:]))
+    expected = float(facts["forecast.capacity"]) * shares
+    # A Poisson count: within 5 standard deviations of its mean.
+    assert abs(int(facts["forecast.events"]) - expected) < 5 * expected**0.5
+    for metric in ("mean_offset_lag", "max_offset_lag", "p95_time_lag"):
+        predicted, measured, error = (
+            float(facts[f"forecast.{metric}.{k}"]) for k in ("predicted", "measured", "error")
+        )
+        assert predicted >= 0 and measured >= 0
+        if measured > 0:  # a p95 time lag is 0 when the consumer idled 95% of the time
+            assert error == pytest.approx(predicted / measured - 1, abs=0.01)
+        else:
+            assert math.isnan(error)
+    text = (out / "report.html").read_text()
+    table = text.split("<h3>forecast vs measured</h3>")[1].split("</table>")[0]
+    for metric in COMPARED:
+        assert f"<td>{metric}</td>" in table
+    assert "<img src='figures/forecast_vs_measured.png'" in text
+    assert (out / "figures" / "forecast_vs_measured.png").read_bytes()[:4] == b"\x89PNG"
+    assert "tour: forecast vs measured on a live pipeline" in said

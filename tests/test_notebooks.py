@@ -53,8 +53,8 @@ def _private_uses(source: str) -> list[str]:
 
 
 def test_there_is_a_workshop():
-    """The numbered notebooks 00 to 09 are all there."""
-    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(10)]
+    """The numbered notebooks 00 to 10 are all there."""
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(11)]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)

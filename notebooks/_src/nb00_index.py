@@ -129,6 +129,7 @@ answer
 | [07 Capacity planning](07_capacity_planning.ipynb) | size consumers for a bursty daily profile |
 | [08 Scaling out](08_scaling_out.ipynb) | a large Parquet store, DuckDB, Dask rebuilds and sweeps |
 | [09 Your own events](09_your_own_events.ipynb) | import an `eventsourcing` application's database and analyse it |
+| [10 Forecast vs reality](10_forecast_vs_reality.ipynb) | calibrate a real consumer, run a live pipeline, check the forecast against it |
 '''),
     ("md", r'''
 ## Exercise

@@ -156,4 +156,11 @@ assert share_meeting(needed) >= 0.9, f"{needed:.0f} events/s meets the target on
 assert share_meeting(needed * 0.9) < 0.9, f"{needed * 0.9:.0f} events/s would do too: the answer is not the smallest"
 print(f"correct: {needed:.0f} events/s for the campaign (was {one_consumer.value:.0f})")
 '''),
+    ("md", r'''
+## Next
+
+Every `service_rate` in this notebook was a guess. Notebook 10
+([forecast vs reality](10_forecast_vs_reality.ipynb)) measures it on a real projection
+runner, runs a live pipeline, and checks the forecast against what happened.
+'''),
 ]
