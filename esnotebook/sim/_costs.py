@@ -10,7 +10,6 @@ inferred.
 
 from __future__ import annotations
 
-import html
 import json
 import tempfile
 import time
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import polars as pl
 
-from ._result import _fmt
+from ._result import _dict_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,11 +86,8 @@ class RebuildCosts:
         return self.measurements.to_pandas()
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(float(v)))}</td></tr>"
-            for k, v in self.to_dict().items()
-        )
-        return f"<div><b>RebuildCosts</b> ({self.measurements.height} measurements)<table>{rows}</table></div>"
+        costs = {k: float(v) for k, v in self.to_dict().items()}
+        return _dict_table("RebuildCosts", costs, note=f" ({self.measurements.height} measurements)")
 
 
 _TIMERS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}

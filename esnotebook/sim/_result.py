@@ -56,6 +56,15 @@ def summarise_runs(
     )
 
 
+def _dict_table(title: str, items: dict[str, Any], *, note: str = "") -> str:
+    """A result's ``_repr_html_``: a bold title (and a plain ``note``) over a two-column
+    table of ``items``."""
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(v))}</td></tr>" for k, v in items.items()
+    )
+    return f"<div><b>{html.escape(title)}</b>{html.escape(note)}<table>{rows}</table></div>"
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):

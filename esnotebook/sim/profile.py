@@ -11,7 +11,6 @@ each event the mean per-event cost.
 
 from __future__ import annotations
 
-import html
 import math
 import tempfile
 import threading
@@ -25,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import polars as pl
 
-from ._result import _fmt
+from ._costs import _TIMERS
+from ._result import _dict_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,7 +36,6 @@ __all__ = ["ServiceProfile", "measure_consumer", "order_events"]
 
 Timer = Literal["wall", "cpu"]
 Appends = Literal["before", "between"]
-_TIMERS = {"wall": time.perf_counter, "cpu": time.process_time}
 _HEADER = ("stream_id", "version", "event_type", "recorded_at")
 #: Seconds a cold step's consumer waits first: a live consumer's wait between events.
 _IDLE = 0.005
@@ -242,11 +241,7 @@ class ServiceProfile:
         return self.by_type.to_pandas()
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(v))}</td></tr>"
-            for k, v in self.to_dict().items()
-        )
-        return f"<div><b>ServiceProfile</b><table>{rows}</table></div>"
+        return _dict_table("ServiceProfile", self.to_dict())
 
 
 def order_events(
